@@ -1,0 +1,303 @@
+package session
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strconv"
+	"runtime"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+)
+
+// The benchmarks here measure braid against raw TCP on loopback in the
+// same run, so BENCHMARKS.md can quote ratios. Sub-benchmark "tcp" is the
+// baseline, "braid" the session.
+
+const bulkChunk = 32 << 10
+
+// pair is a connected pair of byte streams and how to open more.
+type pairMaker func(tb testing.TB, n int) (w, r []net.Conn, cleanup func())
+
+func tcpConns(tb testing.TB, n int) ([]net.Conn, []net.Conn, func()) {
+	var w, r []net.Conn
+	for range n {
+		a, b := tcpPair(tb)
+		w, r = append(w, a), append(r, b)
+	}
+	return w, r, func() {
+		for i := range w {
+			w[i].Close()
+			r[i].Close()
+		}
+	}
+}
+
+func braidConns(tb testing.TB, n int) ([]net.Conn, []net.Conn, func()) {
+	c, s := sessionPair(tb, nil, nil)
+	var w, r []net.Conn
+	for range n {
+		a, err := c.OpenStream(context.Background())
+		if err != nil {
+			tb.Fatal(err)
+		}
+		b, err := s.AcceptStream(context.Background())
+		if err != nil {
+			tb.Fatal(err)
+		}
+		w, r = append(w, a), append(r, b)
+	}
+	return w, r, func() { c.Close(); s.Close() }
+}
+
+var makers = []struct {
+	name string
+	mk   pairMaker
+}{{"tcp", tcpConns}, {"braid", braidConns}}
+
+// bulk moves total bytes over each of n conn pairs at once.
+func bulk(b *testing.B, mk pairMaker, n int) {
+	w, r, cleanup := mk(b, n)
+	defer cleanup()
+	per := b.N * bulkChunk / n
+	if per < bulkChunk {
+		per = bulkChunk
+	}
+	b.SetBytes(int64(per * n / b.N))
+	b.ReportAllocs()
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	for i := range n {
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, bulkChunk)
+			for left := per; left > 0; left -= len(buf) {
+				if _, err := w[i].Write(buf[:min(len(buf), left)]); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, bulkChunk)
+			if _, err := io.ReadFull(r[i], make([]byte, 0)); err != nil {
+				b.Error(err)
+			}
+			for got := 0; got < per; {
+				k, err := r[i].Read(buf)
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				got += k
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+func BenchmarkBulk1(b *testing.B) {
+	for _, m := range makers {
+		b.Run(m.name, func(b *testing.B) { bulk(b, m.mk, 1) })
+	}
+}
+
+func BenchmarkBulk64(b *testing.B) {
+	for _, m := range makers {
+		b.Run(m.name, func(b *testing.B) { bulk(b, m.mk, 64) })
+	}
+}
+
+// echoLatencies runs count 64-byte round trips over (w, r), with r echoing.
+func echoLatencies(tb testing.TB, w, r net.Conn, count int) []time.Duration {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := make([]byte, 64)
+		for range count {
+			if _, err := io.ReadFull(r, buf); err != nil {
+				return
+			}
+			if _, err := r.Write(buf); err != nil {
+				return
+			}
+		}
+	}()
+	buf := make([]byte, 64)
+	lat := make([]time.Duration, 0, count)
+	for range count {
+		start := time.Now()
+		if _, err := w.Write(buf); err != nil {
+			tb.Fatal(err)
+		}
+		if _, err := io.ReadFull(w, buf); err != nil {
+			tb.Fatal(err)
+		}
+		lat = append(lat, time.Since(start))
+	}
+	<-done
+	return lat
+}
+
+func reportPercentiles(b *testing.B, lat []time.Duration) {
+	slices.Sort(lat)
+	p := func(q float64) float64 { return float64(lat[int(q*float64(len(lat)-1))].Microseconds()) }
+	b.ReportMetric(p(0.50), "p50-µs")
+	b.ReportMetric(p(0.99), "p99-µs")
+	b.ReportMetric(0, "ns/op")
+}
+
+func BenchmarkEchoRTT(b *testing.B) {
+	for _, m := range makers {
+		b.Run(m.name, func(b *testing.B) {
+			w, r, cleanup := m.mk(b, 1)
+			defer cleanup()
+			b.ResetTimer()
+			reportPercentiles(b, echoLatencies(b, w[0], r[0], max(b.N, 2000)))
+		})
+	}
+}
+
+// BenchmarkEchoBehindBulk measures 64-byte echo latency on one stream
+// while another stream of the same session (for tcp: another connection)
+// saturates the link.
+func BenchmarkEchoBehindBulk(b *testing.B) {
+	for _, m := range makers {
+		b.Run(m.name, func(b *testing.B) {
+			w, r, cleanup := m.mk(b, 2)
+			defer cleanup()
+			stop := make(chan struct{})
+			var wg sync.WaitGroup
+			wg.Add(2)
+			go func() {
+				defer wg.Done()
+				buf := make([]byte, bulkChunk)
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					if _, err := w[1].Write(buf); err != nil {
+						return
+					}
+				}
+			}()
+			go func() {
+				defer wg.Done()
+				io.Copy(io.Discard, r[1])
+			}()
+			time.Sleep(50 * time.Millisecond) // let the bulk stream reach full speed
+			b.ResetTimer()
+			lat := echoLatencies(b, w[0], r[0], max(b.N, 2000))
+			b.StopTimer()
+			close(stop)
+			w[1].Close()
+			r[1].Close()
+			wg.Wait()
+			reportPercentiles(b, lat)
+		})
+	}
+}
+
+// BenchmarkIdleStreamHeap reports the heap held per idle open stream,
+// both ends counted.
+func BenchmarkIdleStreamHeap(b *testing.B) {
+	const n = 10000
+	c, s := sessionPair(b, &Config{MaxIncomingStreams: n, AcceptBacklog: n}, &Config{MaxIncomingStreams: n, AcceptBacklog: n})
+	var before, after runtime.MemStats
+	keep := make([]*Stream, 0, 2*n)
+	for range b.N {
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		for range n {
+			st, err := c.OpenStream(context.Background())
+			if err != nil {
+				b.Fatal(err)
+			}
+			keep = append(keep, st)
+		}
+		for range n {
+			st, err := s.AcceptStream(context.Background())
+			if err != nil {
+				b.Fatal(err)
+			}
+			keep = append(keep, st)
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "B/stream")
+		for _, st := range keep {
+			st.Close()
+		}
+		keep = keep[:0]
+	}
+	b.ReportMetric(0, "ns/op")
+}
+
+// BenchmarkOpenEchoClose: open a stream, echo one byte, close, as fast as
+// possible from 8 goroutines.
+func BenchmarkOpenEchoClose(b *testing.B) {
+	c, s := sessionPair(b, nil, nil)
+	go func() {
+		for {
+			st, err := s.AcceptStream(context.Background())
+			if err != nil {
+				return
+			}
+			go func() {
+				buf := make([]byte, 1)
+				if _, err := io.ReadFull(st, buf); err == nil {
+					st.Write(buf)
+				}
+				st.Close()
+			}()
+		}
+	}()
+	b.ReportAllocs()
+	b.SetParallelism(4)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		buf := make([]byte, 1)
+		for pb.Next() {
+			st, err := c.OpenStream(context.Background())
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			if _, err := st.Write(buf); err != nil {
+				b.Error(err)
+				return
+			}
+			if _, err := io.ReadFull(st, buf); err != nil {
+				b.Error(err)
+				return
+			}
+			st.Close()
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "streams/s")
+}
+
+var _ = fmt.Sprint
+
+func init() {
+	if v := os.Getenv("BRAID_BATCH"); v != "" {
+		maxBatch, _ = strconv.Atoi(v)
+	}
+	if v := os.Getenv("BRAID_LOWAT"); v != "" {
+		notSentLowat, _ = strconv.Atoi(v)
+	}
+}
+
+func init() {
+	if os.Getenv("BRAID_YIELD") != "" {
+		yieldAfterFrame = true
+	}
+}

@@ -1,0 +1,337 @@
+package session
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"runtime"
+	"time"
+
+	"github.com/braidmux/braid/frame"
+	"github.com/braidmux/braid/mux"
+)
+
+// This file is the seam between the session and its connection: the
+// writer goroutine (the only code that writes to conn) and the reader
+// goroutine (the only code that reads it). Stream state never refers to
+// the connection, so a later version can swap the connection under a live
+// session.
+
+// maxBatch is how many bytes the writer hands to one vectored write.
+var maxBatch = 256 << 10
+
+// yieldAfterFrame makes the reader goroutine yield after each frame.
+var yieldAfterFrame = false
+
+// notSentLowat is the TCP_NOTSENT_LOWAT set on TCP connections.
+var notSentLowat = 0
+
+// writevConn reports whether net.Buffers.WriteTo turns into one writev on
+// c; for other conns (TLS, pipes) the writer copies a batch into one
+// buffer so it becomes one Write.
+func writevConn(c net.Conn) bool {
+	switch c.(type) {
+	case *net.TCPConn, *net.UnixConn:
+		return true
+	}
+	return false
+}
+
+// writeLoop is the writer goroutine: it takes batches of frames from the
+// scheduler and writes each with one call. It exits, closing the
+// connection, once the session is closing and nothing sendable is left,
+// or on a write error.
+func (s *Session) writeLoop() {
+	defer s.wg.Done()
+	defer s.conn.Close()
+	var batch mux.Batch
+	var flat []byte
+	var bufs net.Buffers // escapes (WriteTo): allocated once, here
+	vectored := writevConn(s.conn)
+	for {
+		s.mu.Lock()
+		for !s.sched.HasWork(s.sendWin.Available()) {
+			if s.closing {
+				s.mu.Unlock()
+				return
+			}
+			s.mu.Unlock()
+			<-s.kick
+			s.mu.Lock()
+		}
+		maxPayload := s.peer.maxPayload
+		if maxPayload == 0 { // before the handshake only HELLO is queued
+			maxPayload = frame.MinMaxFrameSize - frame.MaxDataOverhead
+		}
+		used := s.sched.Fill(&batch, maxPayload, s.sendWin.Available(), maxBatch)
+		s.sendWin.Take(int(used))
+		for _, e := range batch.Sent() {
+			st := streamOf(e.Stream)
+			st.sendWin.Take(e.N)
+			st.inflight += e.N
+		}
+		deadline := time.Now().Add(s.cfg.ConnectionWriteTimeout)
+		if s.closing {
+			deadline = s.closeBy
+		}
+		s.conn.SetWriteDeadline(deadline)
+		s.mu.Unlock()
+
+		var err error
+		if vectored {
+			bufs = batch.Buffers()
+			_, err = bufs.WriteTo(s.conn)
+		} else {
+			flat = flat[:0]
+			for _, b := range batch.Buffers() {
+				flat = append(flat, b...)
+			}
+			_, err = s.conn.Write(flat)
+		}
+		s.stats.writes.Add(1)
+		s.stats.bytesSent.Add(uint64(batch.Size()))
+		s.stats.framesSent.Add(uint64(batch.Frames()))
+		s.stats.dataSent.Add(uint64(used))
+
+		s.mu.Lock()
+		for _, e := range batch.Sent() {
+			st := streamOf(e.Stream)
+			st.inflight -= e.N
+			if e.Fin {
+				st.finSent = true
+				st.maybeRemove()
+			}
+			if st.inflight == 0 {
+				st.cond.Broadcast()
+			}
+		}
+		batch.Reset()
+		if err != nil {
+			if s.closeErr == nil {
+				s.log.Warn("braid: connection write failed; closing session", "err", err, "remote", s.conn.RemoteAddr())
+			}
+			s.shutdown(fmt.Errorf("writing to connection: %w", err), false)
+			s.mu.Unlock()
+			return
+		}
+		s.mu.Unlock()
+	}
+}
+
+// readLoop is the reader goroutine: it decodes frames and applies them.
+// It exits on a read error or when the session ends.
+func (s *Session) readLoop() {
+	defer s.wg.Done()
+	defer s.rd.Close()
+	for {
+		f, err := s.rd.ReadFrame()
+		if err != nil {
+			s.mu.Lock()
+			switch {
+			case s.closeErr != nil:
+			case errors.Is(err, frame.ErrFrameTooLarge):
+				s.fail(frame.FrameSizeError, err.Error())
+			case errors.Is(err, frame.ErrMalformed):
+				s.fail(frame.ProtocolError, err.Error())
+			case errors.Is(err, io.EOF):
+				s.shutdown(errors.New("connection closed by peer"), false)
+			default:
+				s.shutdown(fmt.Errorf("reading from connection: %w", err), false)
+			}
+			s.mu.Unlock()
+			return
+		}
+		s.stats.framesRecv.Add(1)
+		s.stats.bytesRecv.Store(s.rd.BytesRead())
+		s.mu.Lock()
+		if s.closeErr == nil {
+			s.handle(f)
+		}
+		done := s.closeErr != nil
+		s.mu.Unlock()
+		if done {
+			return
+		}
+		if yieldAfterFrame {
+			// A goroutine this frame woke (a reader of a stream) is next
+			// in line on this P; yield so it runs now rather than after
+			// a bulk stream's frames that are already in the socket.
+			runtime.Gosched()
+		}
+	}
+}
+
+// isPeerID reports whether id has the parity of streams the peer opens.
+func (s *Session) isPeerID(id uint32) bool { return (id%2 == 1) != s.client }
+
+// neverOpened reports whether id names a stream that has not existed yet.
+func (s *Session) neverOpened(id uint32) bool {
+	if s.isPeerID(id) {
+		return id > s.lastPeerID
+	}
+	return id >= s.nextID
+}
+
+// handle applies one frame. Called with s.mu held, by the reader.
+func (s *Session) handle(f *frame.Frame) {
+	switch f.Type {
+	case frame.Data:
+		s.handleData(f)
+	case frame.WindowUpdate:
+		s.handleWindowUpdate(f)
+	case frame.Reset:
+		st := s.streams[f.StreamID]
+		if st == nil {
+			if f.StreamID == 0 || s.neverOpened(f.StreamID) {
+				s.fail(frame.ProtocolError, fmt.Sprintf("RESET for stream %d that was never opened", f.StreamID))
+			}
+			return
+		}
+		st.resetErr = &StreamError{Code: uint32(f.ErrorCode), Remote: true}
+		st.abort()
+	case frame.Ping:
+		if !f.Flags.Has(frame.FlagACK) {
+			s.sched.PushControl(&frame.Frame{Type: frame.Ping, Flags: frame.FlagACK, Opaque: f.Opaque})
+			s.wake()
+			return
+		}
+		now := time.Now()
+		if f.Opaque == s.pingOpaque && !s.pingSentAt.IsZero() {
+			sample := now.Sub(s.pingSentAt)
+			if s.rtt == 0 {
+				s.rtt = sample
+			} else {
+				s.rtt = (7*s.rtt + sample) / 8
+			}
+			if s.minRTT == 0 || sample < s.minRTT {
+				s.minRTT = sample
+			}
+			s.pingSentAt = time.Time{}
+		} else if ch, ok := s.pings[f.Opaque]; ok {
+			close(ch)
+			delete(s.pings, f.Opaque)
+		}
+	case frame.GoAway:
+		s.goAwayRecv = true
+		if f.ErrorCode != frame.NoError {
+			s.log.Warn("braid: peer ended session", "code", f.ErrorCode.String(), "debug", string(f.Debug))
+			s.shutdown(&ProtocolError{Code: f.ErrorCode, Reason: string(f.Debug), Remote: true}, false)
+			return
+		}
+		s.log.Debug("braid: received GOAWAY", "last_stream_id", f.LastStreamID)
+		// Streams we opened that the peer never saw were refused.
+		for id, st := range s.streams {
+			if !s.isPeerID(id) && id > f.LastStreamID {
+				st.resetErr = &StreamError{Code: uint32(frame.RefusedStream), Remote: true}
+				st.abort()
+			}
+		}
+		s.maybeFinishGoAway()
+	case frame.Hello:
+		s.fail(frame.ProtocolError, "HELLO after the handshake")
+	default:
+		// Unknown frame types are ignored (SPEC.md, forward compatibility).
+	}
+}
+
+func (s *Session) handleData(f *frame.Frame) {
+	id, n := f.StreamID, len(f.Payload)
+	if id == 0 {
+		s.fail(frame.ProtocolError, "DATA on stream 0")
+		return
+	}
+	if err := s.recvWin.Receive(n); err != nil {
+		s.fail(frame.FlowControlError, "session window exceeded: "+err.Error())
+		return
+	}
+	s.stats.dataRecv.Add(uint64(n))
+	now := time.Now()
+	if f.Flags.Has(frame.FlagCompressed) && s.compression == frame.CompressionNone {
+		s.fail(frame.CompressionError, "COMPRESSED flag but no compression was negotiated")
+		return
+	}
+	st := s.streams[id]
+	if f.Flags.Has(frame.FlagSYN) {
+		if st != nil || !s.isPeerID(id) || id <= s.lastPeerID {
+			s.fail(frame.ProtocolError, fmt.Sprintf("SYN for stream %d: reused ID or wrong parity", id))
+			return
+		}
+		s.lastPeerID = id
+		if s.goAwaySent || s.closing || s.numIncoming >= s.cfg.MaxIncomingStreams || len(s.acceptQ) >= s.cfg.AcceptBacklog {
+			s.stats.refused.Add(1)
+			s.sched.PushControl(&frame.Frame{Type: frame.Reset, StreamID: id, ErrorCode: frame.RefusedStream})
+			s.wake()
+			s.consumeSession(n, now)
+			return
+		}
+		st = s.newStream(id)
+		st.incoming = true
+		s.streams[id] = st
+		s.numIncoming++
+		s.acceptQ = append(s.acceptQ, st)
+		s.stats.streamsAccepted.Add(1)
+		s.signalAccept()
+	} else if st == nil {
+		if s.neverOpened(id) {
+			s.fail(frame.ProtocolError, fmt.Sprintf("DATA for stream %d that was never opened", id))
+			return
+		}
+		s.consumeSession(n, now) // a stream already gone: data in flight
+		return
+	}
+	if st.remoteFin {
+		s.consumeSession(n, now)
+		st.resetErr = &StreamError{Code: uint32(frame.StreamClosed)}
+		s.sched.PushControl(&frame.Frame{Type: frame.Reset, StreamID: id, ErrorCode: frame.StreamClosed})
+		s.wake()
+		st.abort()
+		return
+	}
+	if err := st.recvWin.Receive(n); err != nil {
+		s.fail(frame.FlowControlError, fmt.Sprintf("stream %d window exceeded: %v", id, err))
+		return
+	}
+	if n > 0 {
+		if st.closed {
+			// Closed here: drop the bytes, but credit them so the peer
+			// is not left blocked.
+			s.consumed(st, n)
+		} else {
+			st.rbuf.push(f.Payload, s.rd)
+		}
+	}
+	if f.Flags.Has(frame.FlagFIN) {
+		st.remoteFin = true
+		st.maybeRemove()
+	}
+	st.cond.Broadcast()
+}
+
+func (s *Session) handleWindowUpdate(f *frame.Frame) {
+	if f.WindowDelta == 0 {
+		s.fail(frame.ProtocolError, "WINDOW_UPDATE with delta 0")
+		return
+	}
+	if f.StreamID == 0 {
+		if err := s.sendWin.Add(f.WindowDelta); err != nil {
+			s.fail(frame.FlowControlError, "session window: "+err.Error())
+			return
+		}
+		s.wake()
+		return
+	}
+	st := s.streams[f.StreamID]
+	if st == nil {
+		if s.neverOpened(f.StreamID) {
+			s.fail(frame.ProtocolError, fmt.Sprintf("WINDOW_UPDATE for stream %d that was never opened", f.StreamID))
+		}
+		return
+	}
+	if err := st.sendWin.Add(f.WindowDelta); err != nil {
+		s.fail(frame.FlowControlError, fmt.Sprintf("stream %d window: %v", f.StreamID, err))
+		return
+	}
+	s.sched.AddCredit(&st.ms, int64(f.WindowDelta))
+	s.wake()
+}

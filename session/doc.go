@@ -1,0 +1,28 @@
+// Package session is braid's public API: a Session multiplexes many
+// reliable, ordered byte streams over one net.Conn (TCP, TLS, a pipe).
+//
+// One side calls Client, the other Server, each on its end of a
+// connection. Either side may then open streams (OpenStream, or the
+// yamux-compatible Open) and accept the peer's (AcceptStream, Accept). A
+// *Stream is a net.Conn; a *Session is a net.Listener, so it can be handed
+// to http.Server.Serve or grpc.Server.Serve as is.
+//
+// Every session runs exactly two goroutines, a reader and a writer, which
+// exit when the session closes. Writes are zero-copy: Stream.Write hands
+// the caller's slice to the writer, which sends it with vectored writes,
+// and returns once the bytes are on the connection. Received data is
+// buffered per stream, bounded by flow-control windows that tune
+// themselves to the connection's bandwidth-delay product, and by a
+// session-wide window (Config.MaxSessionWindow) that bounds the memory all
+// streams of a session can hold.
+//
+// All methods of Session and Stream are safe for concurrent use by
+// multiple goroutines, as net.Conn and net.Listener require.
+//
+// Errors: calls on a closed session fail with errors that satisfy
+// errors.Is(err, net.ErrClosed); a stream reset by either side fails with
+// a *StreamError carrying the code; deadline errors satisfy
+// errors.Is(err, os.ErrDeadlineExceeded) and report Timeout() == true.
+//
+// The wire protocol is specified in SPEC.md at the repository root.
+package session

@@ -1,0 +1,579 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/braidmux/braid/flowcontrol"
+	"github.com/braidmux/braid/frame"
+	"github.com/braidmux/braid/mux"
+)
+
+// Session is one end of a braid connection: it carries many Streams over
+// one net.Conn. Create it with Client or Server. *Session implements
+// net.Listener (Accept, Close, Addr), so servers can Serve on it.
+//
+// All methods are safe for concurrent use.
+type Session struct {
+	conn   net.Conn
+	cfg    Config
+	client bool
+	log    *slog.Logger
+	rd     *frame.Reader // owned by the reader goroutine after the handshake
+
+	peer        peerSettings
+	compression frame.Compression
+
+	mu          sync.Mutex
+	streams     map[uint32]*Stream
+	nextID      uint32 // next ID this side opens
+	lastPeerID  uint32 // highest ID the peer opened
+	numIncoming int    // open peer-opened streams
+	sched       *mux.Scheduler
+	sendWin     flowcontrol.SendWindow // session credit towards the peer
+	recvWin     flowcontrol.RecvWindow // session window we grant
+	budget      flowcontrol.Budget     // pays for stream window growth
+	acceptQ     []*Stream
+	goAwaySent  bool
+	goAwayRecv  bool
+	closing     bool  // Close called or fatal error: writer flushes and stops
+	closeErr    error // why the session ended; set once
+	pings       map[uint64]chan struct{}
+	pingSeq     uint64
+	rtt         time.Duration // smoothed RTT of keepalive PINGs
+	minRTT      time.Duration // lowest RTT seen: the path's, without queueing
+	pingSentAt  time.Time // outstanding keepalive ping
+	pingOpaque  uint64
+	closeBy     time.Time // write deadline while flushing at close
+
+	kick     chan struct{} // wakes the writer; capacity 1
+	acceptCh chan struct{} // signals AcceptStream; capacity 1
+	done     chan struct{} // closed when the session has ended
+	wg       sync.WaitGroup
+	kaTimer  *time.Timer
+
+	stats statCounters
+}
+
+type peerSettings struct {
+	initialWindow  uint32
+	maxFrameSize   uint32
+	maxIncoming    uint32
+	sessionWindow  uint32
+	maxPayload     int // DATA payload bytes per frame we send
+	compressionOff []frame.Compression
+}
+
+// Compile-time interface checks.
+var (
+	_ net.Listener = (*Session)(nil)
+	_ net.Conn     = (*Stream)(nil)
+)
+
+// Client starts the client side of a session on conn: it sends its HELLO,
+// waits up to Config.HandshakeTimeout for the peer's, and returns the
+// running session. A nil cfg means DefaultConfig(). On error conn is
+// closed.
+func Client(conn net.Conn, cfg *Config) (*Session, error) { return newSession(conn, cfg, true) }
+
+// Server starts the server side of a session on conn; see Client.
+func Server(conn net.Conn, cfg *Config) (*Session, error) { return newSession(conn, cfg, false) }
+
+func newSession(conn net.Conn, cfg *Config, client bool) (*Session, error) {
+	c, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	s := &Session{
+		conn:     conn,
+		cfg:      c,
+		client:   client,
+		log:      c.Logger,
+		streams:  make(map[uint32]*Stream),
+		sched:    mux.NewScheduler(0),
+		kick:     make(chan struct{}, 1),
+		acceptCh: make(chan struct{}, 1),
+		done:     make(chan struct{}),
+		pings:    make(map[uint64]chan struct{}),
+	}
+	if s.log == nil {
+		s.log = slog.New(discardHandler{})
+	}
+	if client {
+		s.nextID = 1
+	} else {
+		s.nextID = 2
+	}
+	now := time.Now()
+	s.recvWin = flowcontrol.NewRecvWindow(c.MaxSessionWindow, c.MaxSessionWindow, now)
+	s.budget = flowcontrol.NewBudget(int64(c.MaxSessionWindow))
+	s.rd = frame.NewReader(conn, c.MaxFrameSize)
+	tuneConn(conn, notSentLowat)
+
+	// The HELLO goes out through the writer goroutine so that a
+	// synchronous conn (net.Pipe) cannot deadlock both sides writing.
+	hello := frame.Frame{Type: frame.Hello, HasSettings: true, Settings: frame.Settings{
+		Magic:              []byte(frame.Magic),
+		Version:            frame.Version,
+		InitialWindow:      c.InitialStreamWindow,
+		MaxFrameSize:       c.MaxFrameSize,
+		MaxIncomingStreams: uint32(c.MaxIncomingStreams),
+		SessionWindow:      c.MaxSessionWindow,
+	}}
+	if c.Compression != CompressionNone {
+		hello.Settings.Compression = []frame.Compression{c.Compression.wire()}
+	}
+	s.sched.PushControl(&hello)
+	s.wg.Add(1)
+	go s.writeLoop()
+
+	if err := s.handshake(); err != nil {
+		s.mu.Lock()
+		s.shutdown(err, false)
+		s.mu.Unlock()
+		s.wg.Wait()
+		return nil, err
+	}
+	s.wg.Add(1)
+	go s.readLoop()
+	// A first PING right away gives flow control an RTT estimate.
+	s.mu.Lock()
+	s.pingSeq++
+	s.pingOpaque = s.pingSeq
+	s.pingSentAt = time.Now()
+	s.sched.PushControl(&frame.Frame{Type: frame.Ping, Opaque: s.pingOpaque})
+	if c.KeepAliveInterval > 0 {
+		s.kaTimer = time.AfterFunc(min(c.KeepAliveInterval, c.KeepAliveTimeout), s.keepalive)
+	}
+	s.mu.Unlock()
+	s.wake()
+	return s, nil
+}
+
+// handshake reads and checks the peer's HELLO.
+func (s *Session) handshake() error {
+	s.conn.SetReadDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
+	f, err := s.rd.ReadFrame()
+	s.conn.SetReadDeadline(time.Time{})
+	if err != nil {
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			return fmt.Errorf("%w: no HELLO from peer within %v", ErrHandshake, s.cfg.HandshakeTimeout)
+		}
+		return fmt.Errorf("%w: %v", ErrHandshake, err)
+	}
+	if f.Type != frame.Hello || !f.HasSettings {
+		return fmt.Errorf("%w: peer's first frame is %v, not HELLO (is it speaking braid?)", ErrHandshake, f.Type)
+	}
+	h := &f.Settings
+	switch {
+	case string(h.Magic) != frame.Magic:
+		return fmt.Errorf("%w: bad magic %q", ErrHandshake, h.Magic)
+	case h.Version != frame.Version:
+		return fmt.Errorf("%w: peer speaks protocol version %d, this side %d", ErrHandshake, h.Version, frame.Version)
+	case h.MaxFrameSize < frame.MinMaxFrameSize || h.MaxFrameSize > frame.MaxMaxFrameSize:
+		return fmt.Errorf("%w: peer max_frame_size %d out of range", ErrHandshake, h.MaxFrameSize)
+	case h.InitialWindow < 1024 || h.InitialWindow > flowcontrol.MaxWindow:
+		return fmt.Errorf("%w: peer initial_window %d out of range", ErrHandshake, h.InitialWindow)
+	case h.SessionWindow < 1024 || h.SessionWindow > flowcontrol.MaxWindow:
+		return fmt.Errorf("%w: peer session_window %d out of range", ErrHandshake, h.SessionWindow)
+	}
+	var p peerSettings
+	p.initialWindow = h.InitialWindow
+	p.maxFrameSize = min(h.MaxFrameSize, s.cfg.MaxFrameSize)
+	p.maxIncoming = h.MaxIncomingStreams
+	p.sessionWindow = h.SessionWindow
+	p.maxPayload = int(p.maxFrameSize) - frame.MaxDataOverhead
+	p.compressionOff = append([]frame.Compression(nil), h.Compression...)
+	comp := s.negotiate(h.Compression)
+
+	s.mu.Lock() // the writer reads these
+	s.peer = p
+	s.compression = comp
+	s.sendWin = flowcontrol.NewSendWindow(h.SessionWindow)
+	s.mu.Unlock()
+	s.wake()
+	return nil
+}
+
+// negotiate applies SPEC.md's rule: the first entry of the client's list
+// that the server's list also contains.
+func (s *Session) negotiate(peer []frame.Compression) frame.Compression {
+	var mine []frame.Compression
+	if s.cfg.Compression != CompressionNone {
+		mine = []frame.Compression{s.cfg.Compression.wire()}
+	}
+	clientList, serverList := mine, peer
+	if !s.client {
+		clientList, serverList = peer, mine
+	}
+	for _, c := range clientList {
+		for _, d := range serverList {
+			if c == d && c != frame.CompressionNone {
+				return c
+			}
+		}
+	}
+	return frame.CompressionNone
+}
+
+// wake nudges the writer goroutine.
+func (s *Session) wake() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// OpenStream opens a new stream. The peer learns of it at once (a SYN
+// frame is queued before OpenStream returns), without waiting for data;
+// data written afterwards may follow before any acknowledgement. It fails
+// if the session is closed or going away, or ctx is done.
+func (s *Session) OpenStream(ctx context.Context) (*Stream, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closeErr != nil {
+		return nil, s.closeErr
+	}
+	if s.goAwaySent || s.goAwayRecv || s.closing {
+		return nil, ErrGoAway
+	}
+	id := s.nextID
+	if id > flowcontrol.MaxWindow { // IDs are below 2^31
+		return nil, ErrStreamsExhausted
+	}
+	s.nextID += 2
+	st := s.newStream(id)
+	s.streams[id] = st
+	s.sched.PushControl(&frame.Frame{Type: frame.Data, StreamID: id, Flags: frame.FlagSYN})
+	s.stats.streamsOpened.Add(1)
+	s.wake()
+	return st, nil
+}
+
+// Open opens a stream; it is OpenStream(context.Background()) returning a
+// net.Conn, with the meaning yamux gives it.
+func (s *Session) Open() (net.Conn, error) {
+	st, err := s.OpenStream(context.Background())
+	if err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+// AcceptStream waits for and returns the next stream the peer opened. It
+// fails when the session closes or ctx is done.
+func (s *Session) AcceptStream(ctx context.Context) (*Stream, error) {
+	for {
+		s.mu.Lock()
+		if len(s.acceptQ) > 0 {
+			st := s.acceptQ[0]
+			s.acceptQ[0] = nil
+			s.acceptQ = s.acceptQ[1:]
+			if len(s.acceptQ) == 0 {
+				s.acceptQ = nil
+			} else {
+				s.signalAccept()
+			}
+			s.mu.Unlock()
+			return st, nil
+		}
+		err := s.closeErr
+		s.mu.Unlock()
+		if err != nil {
+			return nil, err
+		}
+		select {
+		case <-s.acceptCh:
+		case <-s.done:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+func (s *Session) signalAccept() {
+	select {
+	case s.acceptCh <- struct{}{}:
+	default:
+	}
+}
+
+// Accept waits for the next stream the peer opens (net.Listener).
+func (s *Session) Accept() (net.Conn, error) {
+	st, err := s.AcceptStream(context.Background())
+	if err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+// Addr returns the local address of the underlying connection
+// (net.Listener).
+func (s *Session) Addr() net.Addr { return s.conn.LocalAddr() }
+
+// LocalAddr returns the local address of the underlying connection.
+func (s *Session) LocalAddr() net.Addr { return s.conn.LocalAddr() }
+
+// RemoteAddr returns the remote address of the underlying connection.
+func (s *Session) RemoteAddr() net.Addr { return s.conn.RemoteAddr() }
+
+// Close ends the session: a GOAWAY is sent if the connection still works,
+// the connection is closed, every stream's blocked and later calls fail
+// with an error matching net.ErrClosed, and Close waits for the session's
+// goroutines to exit. Close is idempotent; later calls return nil... the
+// first returns nil too unless closing the connection failed.
+func (s *Session) Close() error {
+	s.mu.Lock()
+	if s.closeErr == nil && !s.closing {
+		last := s.lastPeerID
+		s.sched.PushControl(&frame.Frame{Type: frame.GoAway, LastStreamID: last})
+		s.goAwaySent = true
+	}
+	s.shutdown(ErrSessionClosed, true)
+	s.mu.Unlock()
+	s.wg.Wait()
+	return nil
+}
+
+// GoAway tells the peer that no new streams will be accepted and stops
+// this side opening new ones. Existing streams run to completion; when
+// none are left the session closes. It is safe to call more than once.
+func (s *Session) GoAway() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closeErr != nil {
+		return s.closeErr
+	}
+	if !s.goAwaySent {
+		s.goAwaySent = true
+		s.sched.PushControl(&frame.Frame{Type: frame.GoAway, LastStreamID: s.lastPeerID})
+		s.wake()
+		s.log.Debug("braid: sent GOAWAY", "last_stream_id", s.lastPeerID)
+	}
+	s.maybeFinishGoAway()
+	return nil
+}
+
+// maybeFinishGoAway closes the session gracefully once a GOAWAY has been
+// exchanged and no streams remain. Called with s.mu held.
+func (s *Session) maybeFinishGoAway() {
+	if (s.goAwaySent || s.goAwayRecv) && len(s.streams) == 0 && s.closeErr == nil {
+		s.shutdown(sessionEnded(ErrGoAway), true)
+	}
+}
+
+// Ping sends a PING and waits for the answer, returning the round-trip
+// time. It fails if the session closes or ctx is done first.
+func (s *Session) Ping(ctx context.Context) (time.Duration, error) {
+	ch := make(chan struct{})
+	s.mu.Lock()
+	if s.closeErr != nil {
+		err := s.closeErr
+		s.mu.Unlock()
+		return 0, err
+	}
+	s.pingSeq++
+	id := s.pingSeq
+	s.pings[id] = ch
+	start := time.Now()
+	s.sched.PushControl(&frame.Frame{Type: frame.Ping, Opaque: id})
+	s.mu.Unlock()
+	s.wake()
+	select {
+	case <-ch:
+		return time.Since(start), nil
+	case <-s.done:
+		s.mu.Lock()
+		delete(s.pings, id)
+		err := s.closeErr
+		s.mu.Unlock()
+		return 0, err
+	case <-ctx.Done():
+		s.mu.Lock()
+		delete(s.pings, id)
+		s.mu.Unlock()
+		return 0, ctx.Err()
+	}
+}
+
+// NumStreams returns the number of streams currently open (not yet fully
+// closed or reset) on the session.
+func (s *Session) NumStreams() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.streams)
+}
+
+// IsClosed reports whether the session has ended.
+func (s *Session) IsClosed() bool {
+	select {
+	case <-s.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// CloseChan returns a channel that is closed when the session ends.
+func (s *Session) CloseChan() <-chan struct{} { return s.done }
+
+// Err returns why the session ended, or nil while it runs. The error
+// matches net.ErrClosed.
+func (s *Session) Err() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closeErr
+}
+
+// Compression returns the compression algorithm both sides agreed on.
+func (s *Session) Compression() Compression {
+	if s.compression == frame.CompressionZstd {
+		return CompressionZstd
+	}
+	return CompressionNone
+}
+
+// shutdown ends the session with cause. If flush, the writer first sends
+// what is queued (bounded by ConnectionWriteTimeout); otherwise the
+// connection is closed at once. Called with s.mu held.
+func (s *Session) shutdown(cause error, flush bool) {
+	if s.closeErr != nil {
+		return
+	}
+	var ce *closedError
+	if !errors.As(cause, &ce) {
+		cause = sessionEnded(cause)
+	}
+	s.closeErr = cause
+	s.closing = true
+	if s.kaTimer != nil {
+		s.kaTimer.Stop()
+	}
+	for _, st := range s.streams {
+		st.sessionClosed()
+	}
+	for id, ch := range s.pings {
+		close(ch)
+		delete(s.pings, id)
+	}
+	close(s.done)
+	if flush {
+		s.closeBy = time.Now().Add(min(s.cfg.ConnectionWriteTimeout, closeFlushTimeout))
+		s.conn.SetWriteDeadline(s.closeBy)
+	} else {
+		s.conn.Close()
+	}
+	s.wake()
+}
+
+// closeFlushTimeout bounds how long Close spends sending what is queued.
+const closeFlushTimeout = time.Second
+
+// fail ends the session because of a protocol violation found here:
+// GOAWAY with code goes out (best effort), then the connection closes.
+// Called with s.mu held.
+func (s *Session) fail(code frame.ErrorCode, reason string) {
+	if s.closeErr != nil {
+		return
+	}
+	s.stats.protocolErrors.Add(1)
+	s.log.Warn("braid: protocol error; closing session", "code", code.String(), "reason", reason, "remote", s.conn.RemoteAddr())
+	if len(reason) > 256 {
+		reason = reason[:256]
+	}
+	s.sched.PushControl(&frame.Frame{Type: frame.GoAway, LastStreamID: s.lastPeerID, ErrorCode: code, Debug: []byte(reason)})
+	s.shutdown(&ProtocolError{Code: code, Reason: reason}, true)
+}
+
+// keepalive runs on its timer: it checks the outstanding PING and sends
+// the next one.
+func (s *Session) keepalive() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closeErr != nil {
+		return
+	}
+	now := time.Now()
+	if !s.pingSentAt.IsZero() {
+		if now.Sub(s.pingSentAt) >= s.cfg.KeepAliveTimeout {
+			s.log.Warn("braid: keepalive timeout; closing session", "timeout", s.cfg.KeepAliveTimeout, "remote", s.conn.RemoteAddr())
+			s.sched.PushControl(&frame.Frame{Type: frame.GoAway, LastStreamID: s.lastPeerID, ErrorCode: frame.KeepAliveTimeout})
+			s.shutdown(ErrKeepAliveTimeout, false)
+			return
+		}
+		// Still waiting: check again when the timeout would pass.
+		s.kaTimer.Reset(s.pingSentAt.Add(s.cfg.KeepAliveTimeout).Sub(now))
+		return
+	}
+	s.pingSeq++
+	s.pingOpaque = s.pingSeq
+	s.pingSentAt = now
+	s.sched.PushControl(&frame.Frame{Type: frame.Ping, Opaque: s.pingOpaque})
+	s.wake()
+	s.kaTimer.Reset(min(s.cfg.KeepAliveTimeout, s.cfg.KeepAliveInterval))
+}
+
+// discardHandler is a slog.Handler that drops everything.
+type discardHandler struct{}
+
+func (discardHandler) Enabled(context.Context, slog.Level) bool  { return false }
+func (discardHandler) Handle(context.Context, slog.Record) error { return nil }
+func (d discardHandler) WithAttrs([]slog.Attr) slog.Handler      { return d }
+func (d discardHandler) WithGroup(string) slog.Handler           { return d }
+
+// Stats is a snapshot of a session's counters.
+type Stats struct {
+	BytesSent, BytesReceived   uint64 // on the connection, framing included
+	FramesSent, FramesReceived uint64
+	DataSent, DataReceived     uint64 // stream payload bytes
+	Writes                     uint64 // vectored writes to the connection
+	StreamsOpened              uint64 // by this side
+	StreamsAccepted            uint64 // peer-opened, accepted into the backlog
+	StreamsRefused             uint64 // peer-opened, refused (limits, GOAWAY)
+	OpenStreams                int
+	RTT                        time.Duration // last keepalive or Ping measurement; 0 if none
+	FlowControlBlocked         time.Duration // total time Writes waited for credit
+	ProtocolErrors             uint64
+	Compression                Compression
+}
+
+type statCounters struct {
+	bytesSent, bytesRecv, framesSent, framesRecv atomic.Uint64
+	dataSent, dataRecv, writes                   atomic.Uint64
+	streamsOpened, streamsAccepted, refused      atomic.Uint64
+	protocolErrors                               atomic.Uint64
+	blockedNanos                                 atomic.Int64
+}
+
+// Stats returns a snapshot of the session's counters. Safe to call at any
+// time, including after Close.
+func (s *Session) Stats() Stats {
+	s.mu.Lock()
+	open := len(s.streams)
+	rtt := s.rtt
+	s.mu.Unlock()
+	c := &s.stats
+	return Stats{
+		BytesSent: c.bytesSent.Load(), BytesReceived: c.bytesRecv.Load(),
+		FramesSent: c.framesSent.Load(), FramesReceived: c.framesRecv.Load(),
+		DataSent: c.dataSent.Load(), DataReceived: c.dataRecv.Load(),
+		Writes:        c.writes.Load(),
+		StreamsOpened: c.streamsOpened.Load(), StreamsAccepted: c.streamsAccepted.Load(),
+		StreamsRefused: c.refused.Load(),
+		OpenStreams:    open, RTT: rtt,
+		FlowControlBlocked: time.Duration(c.blockedNanos.Load()),
+		ProtocolErrors:     c.protocolErrors.Load(),
+		Compression:        s.Compression(),
+	}
+}
+

@@ -1,0 +1,413 @@
+package session
+
+import (
+	"io"
+	"net"
+	"sync"
+	"time"
+	"unsafe"
+
+	"github.com/braidmux/braid/flowcontrol"
+	"github.com/braidmux/braid/frame"
+	"github.com/braidmux/braid/mux"
+)
+
+// Stream is one logical, reliable, ordered byte stream of a Session. It
+// implements net.Conn: Read, Write, Close, and the deadline methods may be
+// called concurrently from several goroutines (concurrent Writes are
+// serialized whole, so their bytes do not interleave; concurrent Reads
+// each get a different part of the data). A Stream needs no finalizer and
+// stays alive for as long as its session holds it, even if the caller
+// keeps no reference (an io.Copy running on it is enough).
+type Stream struct {
+	ms   mux.Stream // first field: see streamOf
+	sess *Session
+	cond sync.Cond // on sess.mu; readers, writers, deadline timers
+	dl   *deadlines
+	rbuf recvBuf
+
+	recvWin flowcontrol.RecvWindow
+	sendWin flowcontrol.SendWindow
+
+	inflight  int // bytes of ours in a batch being written
+	resetErr  error
+	incoming  bool // opened by the peer
+	writing   bool // a Write holds the write turn
+	wantFin   bool // CloseWrite during a Write: FIN when it ends
+	writeDone bool // CloseWrite or Close called
+	finSent   bool
+	remoteFin bool
+	closed    bool // Close called
+	removed   bool // gone from sess.streams
+}
+
+// deadlines is allocated the first time a deadline is set, so idle
+// streams don't pay for it.
+type deadlines struct {
+	read, write time.Time
+	rt, wt      *time.Timer
+}
+
+// streamOf returns the Stream that embeds ms.
+func streamOf(ms *mux.Stream) *Stream { return (*Stream)(unsafe.Pointer(ms)) }
+
+var _ [0]struct{} = [unsafe.Offsetof(Stream{}.ms)]struct{}{} // ms must stay first
+
+// newStream creates a stream's state. Called with s.mu held.
+func (s *Session) newStream(id uint32) *Stream {
+	st := &Stream{sess: s}
+	st.ms.ID = id
+	st.cond.L = &s.mu
+	st.recvWin = flowcontrol.NewRecvWindow(s.cfg.InitialStreamWindow, s.cfg.MaxStreamWindow, time.Now())
+	st.sendWin = flowcontrol.NewSendWindow(s.peer.initialWindow)
+	s.sched.AddCredit(&st.ms, int64(s.peer.initialWindow))
+	return st
+}
+
+// ID returns the stream's ID: odd if the client side opened it, even if
+// the server side did.
+func (st *Stream) ID() uint32 { return st.ms.ID }
+
+// Session returns the session the stream belongs to.
+func (st *Stream) Session() *Session { return st.sess }
+
+// LocalAddr returns the session connection's local address.
+func (st *Stream) LocalAddr() net.Addr { return st.sess.conn.LocalAddr() }
+
+// RemoteAddr returns the session connection's remote address.
+func (st *Stream) RemoteAddr() net.Addr { return st.sess.conn.RemoteAddr() }
+
+// Read reads data the peer sent. It returns io.EOF after the peer's
+// CloseWrite or Close once all data is read, a *StreamError if the stream
+// was reset, os.ErrDeadlineExceeded when the read deadline passes, and an
+// error matching net.ErrClosed after Close or when the session ends (data
+// that arrived before the session ended can still be read).
+func (st *Stream) Read(p []byte) (int, error) {
+	s := st.sess
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for {
+		switch {
+		case st.closed:
+			return 0, ErrStreamClosed
+		case st.rbuf.len() > 0:
+			if len(p) == 0 {
+				return 0, nil
+			}
+			n := st.rbuf.read(p)
+			s.consumed(st, n)
+			if st.rbuf.len() > 0 {
+				st.cond.Broadcast() // other readers may take the rest
+			}
+			return n, nil
+		case st.resetErr != nil:
+			return 0, st.resetErr
+		case st.remoteFin:
+			return 0, io.EOF
+		case s.closeErr != nil:
+			return 0, s.closeErr
+		case len(p) == 0:
+			return 0, nil
+		case st.dl != nil && expired(st.dl.read):
+			return 0, errTimeout
+		}
+		st.cond.Wait()
+	}
+}
+
+// consumed returns credit for n bytes the application read. Called with
+// s.mu held.
+func (s *Session) consumed(st *Stream, n int) {
+	now := time.Now()
+	if !st.remoteFin && !st.removed {
+		if d := st.recvWin.Consume(n, now, s.minRTT, &s.budget); d > 0 {
+			s.sched.PushControl(&frame.Frame{Type: frame.WindowUpdate, StreamID: st.ms.ID, WindowDelta: d})
+			s.wake()
+		}
+	}
+	s.consumeSession(n, now)
+}
+
+// consumeSession returns n bytes of session-window credit. Called with
+// s.mu held.
+func (s *Session) consumeSession(n int, now time.Time) {
+	if n == 0 {
+		return
+	}
+	if d := s.recvWin.Consume(n, now, 0, nil); d > 0 && s.closeErr == nil {
+		s.sched.PushControl(&frame.Frame{Type: frame.WindowUpdate, StreamID: 0, WindowDelta: d})
+		s.wake()
+	}
+}
+
+func expired(t time.Time) bool { return !t.IsZero() && !time.Now().Before(t) }
+
+// writeErr says why a Write cannot proceed, or nil. Called with s.mu held.
+func (st *Stream) writeErr() error {
+	switch {
+	case st.closed:
+		return ErrStreamClosed
+	case st.resetErr != nil:
+		return st.resetErr
+	case st.sess.closeErr != nil:
+		return st.sess.closeErr
+	case st.writeDone:
+		return ErrWriteClosed
+	}
+	return nil
+}
+
+// Write sends p on the stream. It returns once all of p has been written
+// to the connection (the caller may then reuse p), or with an error and
+// the count of bytes sent: os.ErrDeadlineExceeded when the write deadline
+// passes, a *StreamError after a reset, ErrWriteClosed after CloseWrite,
+// an error matching net.ErrClosed after Close or when the session ends.
+// Write blocks while the peer's flow-control window is full.
+func (st *Stream) Write(p []byte) (int, error) {
+	s := st.sess
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for st.writing { // another Write holds the turn
+		if err := st.writeErr(); err != nil {
+			return 0, err
+		}
+		if st.dl != nil && expired(st.dl.write) {
+			return 0, errTimeout
+		}
+		st.cond.Wait()
+	}
+	if err := st.writeErr(); err != nil {
+		return 0, err
+	}
+	if st.dl != nil && expired(st.dl.write) {
+		return 0, errTimeout
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	st.writing = true
+	s.sched.Enqueue(&st.ms, p, false)
+	s.wake()
+	var blockedAt time.Time
+	var err error
+	for st.ms.Pending() > 0 || st.inflight > 0 {
+		if err = st.writeErr(); err == nil && st.dl != nil && expired(st.dl.write) {
+			err = errTimeout
+		}
+		if err != nil {
+			break
+		}
+		if blockedAt.IsZero() && st.ms.Pending() > 0 && (st.ms.Credit() == 0 || s.sendWin.Available() == 0) {
+			blockedAt = time.Now()
+		}
+		st.cond.Wait()
+	}
+	if !blockedAt.IsZero() {
+		s.stats.blockedNanos.Add(int64(time.Since(blockedAt)))
+	}
+	n := len(p)
+	if err != nil {
+		n -= s.sched.Remove(&st.ms)
+		for st.inflight > 0 { // the writer still reads p: wait for it
+			st.cond.Wait()
+		}
+	}
+	st.writing = false
+	if st.wantFin {
+		st.wantFin = false
+		st.queueFin()
+	}
+	st.cond.Broadcast() // the next writer's turn
+	return n, err
+}
+
+// queueFin queues the FIN behind the stream's data. Called with s.mu held
+// and no Write in progress.
+func (st *Stream) queueFin() {
+	s := st.sess
+	if st.resetErr != nil || s.closeErr != nil || st.finSent {
+		return
+	}
+	s.sched.Enqueue(&st.ms, nil, true)
+	s.wake()
+}
+
+// CloseWrite half-closes the stream: the peer reads io.EOF after the data
+// already written, and may still write back. Later Writes fail with
+// ErrWriteClosed. It does not wait for the FIN to be sent.
+func (st *Stream) CloseWrite() error {
+	s := st.sess
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return st.closeWrite()
+}
+
+func (st *Stream) closeWrite() error {
+	if st.writeDone {
+		return nil
+	}
+	st.writeDone = true
+	st.cond.Broadcast()
+	if st.resetErr != nil {
+		return st.resetErr
+	}
+	if err := st.sess.closeErr; err != nil {
+		return err
+	}
+	if st.writing {
+		st.wantFin = true
+	} else {
+		st.queueFin()
+	}
+	return nil
+}
+
+// Close closes the stream: it sends FIN after the data already written
+// (as CloseWrite does), fails this side's blocked and later Reads and
+// Writes with ErrStreamClosed, and discards data that is unread or
+// arrives later. The stream is gone once the peer has closed its side
+// too. Close never blocks on the network and is idempotent.
+func (st *Stream) Close() error {
+	s := st.sess
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if st.closed {
+		return nil
+	}
+	st.closed = true
+	st.closeWrite()
+	if n := st.rbuf.discard(); n > 0 {
+		s.consumed(st, n)
+	}
+	st.maybeRemove()
+	st.cond.Broadcast()
+	return nil
+}
+
+// Reset aborts the stream in both directions: unsent and unread data is
+// dropped, the peer's calls on the stream fail with a *StreamError
+// carrying code, and so do this side's. Codes from 0x100 up are free for
+// applications (see frame.ErrorCode for the protocol's own). Resetting a
+// stream that is already closed or reset does nothing.
+func (st *Stream) Reset(code uint32) error {
+	s := st.sess
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if st.resetErr != nil || st.removed {
+		return nil
+	}
+	st.resetErr = &StreamError{Code: code}
+	if s.closeErr == nil {
+		s.sched.PushControl(&frame.Frame{Type: frame.Reset, StreamID: st.ms.ID, ErrorCode: frame.ErrorCode(code)})
+		s.wake()
+	}
+	st.abort()
+	return nil
+}
+
+// abort drops the stream's queued and buffered data after a reset and
+// forgets the stream. Called with s.mu held.
+func (st *Stream) abort() {
+	s := st.sess
+	s.sched.Remove(&st.ms)
+	if n := st.rbuf.discard(); n > 0 {
+		s.consumeSession(n, time.Now())
+	}
+	st.remove()
+	st.cond.Broadcast()
+}
+
+// maybeRemove forgets the stream once both directions are finished.
+// Called with s.mu held.
+func (st *Stream) maybeRemove() {
+	if st.finSent && st.remoteFin {
+		st.remove()
+	}
+}
+
+// remove takes the stream out of the session's table. Called with s.mu
+// held.
+func (st *Stream) remove() {
+	if st.removed {
+		return
+	}
+	s := st.sess
+	st.removed = true
+	delete(s.streams, st.ms.ID)
+	if st.incoming {
+		s.numIncoming--
+	}
+	st.recvWin.Close(&s.budget)
+	s.maybeFinishGoAway()
+}
+
+// sessionClosed wakes everything blocked on the stream when the session
+// ends. Called with s.mu held.
+func (st *Stream) sessionClosed() {
+	st.sess.sched.Remove(&st.ms)
+	st.cond.Broadcast()
+}
+
+// SetDeadline sets both the read and write deadlines; see net.Conn. A
+// call blocked in Read or Write notices a changed deadline at once.
+func (st *Stream) SetDeadline(t time.Time) error {
+	st.setDeadline(t, true, true)
+	return nil
+}
+
+// SetReadDeadline sets the deadline for Read calls, current and future.
+// The zero time means no deadline.
+func (st *Stream) SetReadDeadline(t time.Time) error {
+	st.setDeadline(t, true, false)
+	return nil
+}
+
+// SetWriteDeadline sets the deadline for Write calls, current and future.
+// The zero time means no deadline.
+func (st *Stream) SetWriteDeadline(t time.Time) error {
+	st.setDeadline(t, false, true)
+	return nil
+}
+
+func (st *Stream) setDeadline(t time.Time, read, write bool) {
+	s := st.sess
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if st.dl == nil {
+		if t.IsZero() {
+			return
+		}
+		st.dl = &deadlines{}
+	}
+	if read {
+		st.dl.read = t
+		st.dl.rt = st.arm(st.dl.rt, t)
+	}
+	if write {
+		st.dl.write = t
+		st.dl.wt = st.arm(st.dl.wt, t)
+	}
+	st.cond.Broadcast() // blocked calls re-check the new deadline
+}
+
+// arm (re)starts timer to wake the stream's waiters at t.
+func (st *Stream) arm(timer *time.Timer, t time.Time) *time.Timer {
+	if t.IsZero() {
+		if timer != nil {
+			timer.Stop()
+		}
+		return timer
+	}
+	d := time.Until(t)
+	if timer == nil {
+		return time.AfterFunc(d, st.wakeAll)
+	}
+	timer.Reset(d)
+	return timer
+}
+
+func (st *Stream) wakeAll() {
+	st.sess.mu.Lock()
+	st.cond.Broadcast()
+	st.sess.mu.Unlock()
+}
