@@ -41,8 +41,12 @@
 //	now - epochStart < TuneRTTs * rtt * consumedInEpoch / window
 //
 // that is, if the reader is consuming faster than window/(TuneRTTs*rtt),
-// which means the window, not the reader, limits throughput. Then a new
-// epoch starts. The growth (the window minus its initial size) is reserved
+// which means the window, not the reader, limits throughput — provided
+// the reader is also keeping up: if more than window/UpdateDivisor bytes
+// are still unread after the consume, the reader is draining a backlog in
+// bursts, it is the bottleneck itself, and the window does not grow
+// (growing it would only queue more data in front of other streams).
+// Then a new epoch starts. The growth (the window minus its initial size) is reserved
 // from a Budget shared by the session, all or nothing; if the Budget cannot
 // pay, the window keeps its size. Windows never shrink. RecvWindow.Close
 // gives the growth back.

@@ -100,7 +100,13 @@ func (w *RecvWindow) tune(now time.Time, rtt time.Duration, b *Budget) {
 	if inEpoch <= uint64(w.window/2) {
 		return // too little consumed to judge the rate: keep the epoch running
 	}
-	if rtt > 0 && b != nil && !w.closed && w.window < w.max && w.drainedFast(now, rtt, inEpoch) {
+	// Grow only if the window is what limits the flow: the reader drained
+	// it fast (drainedFast) and is keeping up (little is left unread). A
+	// reader that drains a backlog in bursts is the bottleneck itself;
+	// a bigger window would only queue more data in front of other
+	// streams.
+	keepingUp := w.Buffered() <= int(w.window/UpdateDivisor)
+	if rtt > 0 && b != nil && !w.closed && w.window < w.max && keepingUp && w.drainedFast(now, rtt, inEpoch) {
 		grow := min(w.window, w.max-w.window) // double, capped by max
 		if b.Reserve(int64(grow)) {
 			w.window += grow

@@ -181,7 +181,9 @@ func TestRecvWindowGrowth(t *testing.T) {
 				bb := NewBudget(tt.budget)
 				b = &bb
 			}
-			if err := w.Receive(1000); err != nil {
+			// Receive only what is then consumed: the reader keeps up
+			// (TestRecvWindowNoGrowthWithBacklog covers the other case).
+			if err := w.Receive(tt.consume); err != nil {
 				t.Fatal(err)
 			}
 			delta := w.Consume(tt.consume, t0.Add(tt.elapsed), tt.rtt, b)
@@ -329,5 +331,31 @@ func TestNoAllocs(t *testing.T) {
 	}
 	if r.Window() <= 256<<10 {
 		t.Fatalf("the cycle never exercised growth: window %d", r.Window())
+	}
+}
+
+// A reader that drains fast but leaves more than a quarter window unread
+// is the bottleneck itself: the window must not grow.
+func TestRecvWindowNoGrowthWithBacklog(t *testing.T) {
+	for _, tt := range []struct {
+		name     string
+		received int
+		want     uint32
+	}{
+		{"keeping up", 600, 2000},
+		{"quarter left", 850, 2000},
+		{"backlog", 1000, 1000},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			b := NewBudget(1 << 20)
+			w := NewRecvWindow(1000, 1<<20, t0)
+			if err := w.Receive(tt.received); err != nil {
+				t.Fatal(err)
+			}
+			w.Consume(600, t0.Add(time.Millisecond), 10*time.Millisecond, &b)
+			if w.Window() != tt.want {
+				t.Fatalf("window %d after consuming 600 of %d received, want %d", w.Window(), tt.received, tt.want)
+			}
+		})
 	}
 }

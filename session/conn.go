@@ -18,14 +18,22 @@ import (
 // the connection, so a later version can swap the connection under a live
 // session.
 
-// maxBatch is how many bytes the writer hands to one vectored write.
-var maxBatch = 256 << 10
+// maxBatch is how many bytes the writer hands to one vectored write. A
+// control frame or a small message queued during a write waits for at
+// most this much (see BENCHMARKS.md for how it was chosen).
+var maxBatch = 128 << 10
 
-// yieldAfterFrame makes the reader goroutine yield after each frame.
-var yieldAfterFrame = false
+// directWrites lets Stream.Write write to an idle connection itself.
+var directWrites = true
 
-// notSentLowat is the TCP_NOTSENT_LOWAT set on TCP connections.
-var notSentLowat = 0
+// yieldAfterFrame makes the reader goroutine yield after a frame when its
+// next read would be a system call (see readLoop).
+var yieldAfterFrame = true
+
+// notSentLowat is the TCP_NOTSENT_LOWAT set on TCP connections: at most
+// this much unsent data waits in the kernel, in front of frames the
+// scheduler would put first.
+var notSentLowat = 64 << 10
 
 // writevConn reports whether net.Buffers.WriteTo turns into one writev on
 // c; for other conns (TLS, pipes) the writer copies a batch into one
@@ -38,6 +46,17 @@ func writevConn(c net.Conn) bool {
 	return false
 }
 
+// connWriter is the state of whoever holds the right to write to the
+// connection: the writer goroutine, or a Stream.Write that found the
+// connection idle and writes its own batch (saving a goroutine hand-off
+// on the latency path). Guarded by Session.connBusy.
+type connWriter struct {
+	batch    mux.Batch
+	bufs     net.Buffers
+	flat     []byte
+	vectored bool
+}
+
 // writeLoop is the writer goroutine: it takes batches of frames from the
 // scheduler and writes each with one call. It exits, closing the
 // connection, once the session is closing and nothing sendable is left,
@@ -45,78 +64,97 @@ func writevConn(c net.Conn) bool {
 func (s *Session) writeLoop() {
 	defer s.wg.Done()
 	defer s.conn.Close()
-	var batch mux.Batch
-	var flat []byte
-	var bufs net.Buffers // escapes (WriteTo): allocated once, here
-	vectored := writevConn(s.conn)
-	for {
-		s.mu.Lock()
-		for !s.sched.HasWork(s.sendWin.Available()) {
-			if s.closing {
-				s.mu.Unlock()
-				return
-			}
-			s.mu.Unlock()
-			<-s.kick
-			s.mu.Lock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for s.writeErr == nil {
+		if !s.connBusy && s.sched.HasWork(s.sendWin.Available()) {
+			s.writeBatch()
+			continue
 		}
-		maxPayload := s.peer.maxPayload
-		if maxPayload == 0 { // before the handshake only HELLO is queued
-			maxPayload = frame.MinMaxFrameSize - frame.MaxDataOverhead
-		}
-		used := s.sched.Fill(&batch, maxPayload, s.sendWin.Available(), maxBatch)
-		s.sendWin.Take(int(used))
-		for _, e := range batch.Sent() {
-			st := streamOf(e.Stream)
-			st.sendWin.Take(e.N)
-			st.inflight += e.N
-		}
-		deadline := time.Now().Add(s.cfg.ConnectionWriteTimeout)
-		if s.closing {
-			deadline = s.closeBy
-		}
-		s.conn.SetWriteDeadline(deadline)
-		s.mu.Unlock()
-
-		var err error
-		if vectored {
-			bufs = batch.Buffers()
-			_, err = bufs.WriteTo(s.conn)
-		} else {
-			flat = flat[:0]
-			for _, b := range batch.Buffers() {
-				flat = append(flat, b...)
-			}
-			_, err = s.conn.Write(flat)
-		}
-		s.stats.writes.Add(1)
-		s.stats.bytesSent.Add(uint64(batch.Size()))
-		s.stats.framesSent.Add(uint64(batch.Frames()))
-		s.stats.dataSent.Add(uint64(used))
-
-		s.mu.Lock()
-		for _, e := range batch.Sent() {
-			st := streamOf(e.Stream)
-			st.inflight -= e.N
-			if e.Fin {
-				st.finSent = true
-				st.maybeRemove()
-			}
-			if st.inflight == 0 {
-				st.cond.Broadcast()
-			}
-		}
-		batch.Reset()
-		if err != nil {
-			if s.closeErr == nil {
-				s.log.Warn("braid: connection write failed; closing session", "err", err, "remote", s.conn.RemoteAddr())
-			}
-			s.shutdown(fmt.Errorf("writing to connection: %w", err), false)
-			s.mu.Unlock()
+		if s.closing && !s.connBusy {
 			return
 		}
 		s.mu.Unlock()
+		<-s.kick
+		s.mu.Lock()
 	}
+}
+
+// writeBatch takes the connection, writes one batch, and gives the
+// connection back. Called with s.mu held and s.connBusy false; s.mu is
+// released during the write.
+func (s *Session) writeBatch() {
+	s.connBusy = true
+	w := &s.cw
+	maxPayload := s.peer.maxPayload
+	if maxPayload == 0 { // before the handshake only HELLO is queued
+		maxPayload = frame.MinMaxFrameSize - frame.MaxDataOverhead
+	}
+	used := s.sched.Fill(&w.batch, maxPayload, s.sendWin.Available(), maxBatch)
+	s.sendWin.Take(int(used))
+	for _, e := range w.batch.Sent() {
+		st := streamOf(e.Stream)
+		st.sendWin.Take(e.N)
+		st.inflight += e.N
+	}
+	deadline := time.Now().Add(s.cfg.ConnectionWriteTimeout)
+	if s.closing {
+		deadline = s.closeBy
+	}
+	s.conn.SetWriteDeadline(deadline)
+	s.mu.Unlock()
+
+	var err error
+	if w.vectored {
+		w.bufs = w.batch.Buffers()
+		_, err = w.bufs.WriteTo(s.conn)
+	} else {
+		w.flat = w.flat[:0]
+		for _, b := range w.batch.Buffers() {
+			w.flat = append(w.flat, b...)
+		}
+		_, err = s.conn.Write(w.flat)
+	}
+	s.stats.writes.Add(1)
+	s.stats.bytesSent.Add(uint64(w.batch.Size()))
+	s.stats.framesSent.Add(uint64(w.batch.Frames()))
+	s.stats.dataSent.Add(uint64(used))
+
+	s.mu.Lock()
+	for _, e := range w.batch.Sent() {
+		st := streamOf(e.Stream)
+		st.inflight -= e.N
+		if e.Fin {
+			st.finSent = true
+			st.maybeRemove()
+		}
+		if st.inflight == 0 {
+			st.cond.Broadcast()
+		}
+	}
+	w.batch.Reset()
+	s.connBusy = false
+	if err != nil {
+		if s.closeErr == nil {
+			s.log.Warn("braid: connection write failed; closing session", "err", err, "remote", s.conn.RemoteAddr())
+		}
+		s.writeErr = fmt.Errorf("writing to connection: %w", err)
+		s.shutdown(s.writeErr, false)
+	}
+	if s.closing || s.sched.HasWork(s.sendWin.Available()) {
+		s.wake()
+	}
+}
+
+// writeDirect lets a Write send its data itself when the connection is
+// idle and the writer goroutine has nothing queued before it. Called with
+// s.mu held.
+func (s *Session) writeDirect() {
+	if directWrites && !s.connBusy && !s.closing {
+		s.writeBatch()
+		return
+	}
+	s.wake()
 }
 
 // readLoop is the reader goroutine: it decodes frames and applies them.
@@ -153,10 +191,12 @@ func (s *Session) readLoop() {
 		if done {
 			return
 		}
-		if yieldAfterFrame {
+		if yieldAfterFrame && s.rd.Buffered() == 0 {
 			// A goroutine this frame woke (a reader of a stream) is next
-			// in line on this P; yield so it runs now rather than after
-			// a bulk stream's frames that are already in the socket.
+			// in line on this P. The next ReadFrame would make a read
+			// system call; yield first so the woken goroutine runs now
+			// rather than after that call (and after whatever a bulk
+			// stream has queued in the socket meanwhile).
 			runtime.Gosched()
 		}
 	}
@@ -207,7 +247,15 @@ func (s *Session) handle(f *frame.Frame) {
 			if s.minRTT == 0 || sample < s.minRTT {
 				s.minRTT = sample
 			}
-			s.pingSentAt = time.Time{}
+			if s.rttProbes > 0 {
+				// The first samples of a session include start-up
+				// costs; a few more back-to-back PINGs find the path's
+				// real RTT, which window auto-tuning depends on.
+				s.rttProbes--
+				s.sendKeepalivePing(now)
+			} else {
+				s.pingSentAt = time.Time{}
+			}
 		} else if ch, ok := s.pings[f.Opaque]; ok {
 			close(ch)
 			delete(s.pings, f.Opaque)
@@ -262,7 +310,9 @@ func (s *Session) handleData(f *frame.Frame) {
 			s.stats.refused.Add(1)
 			s.sched.PushControl(&frame.Frame{Type: frame.Reset, StreamID: id, ErrorCode: frame.RefusedStream})
 			s.wake()
-			s.consumeSession(n, now)
+			if s.consumeSession(n, now) {
+				s.wake()
+			}
 			return
 		}
 		st = s.newStream(id)
@@ -277,11 +327,15 @@ func (s *Session) handleData(f *frame.Frame) {
 			s.fail(frame.ProtocolError, fmt.Sprintf("DATA for stream %d that was never opened", id))
 			return
 		}
-		s.consumeSession(n, now) // a stream already gone: data in flight
+		if s.consumeSession(n, now) { // a stream already gone: data in flight
+			s.wake()
+		}
 		return
 	}
 	if st.remoteFin {
-		s.consumeSession(n, now)
+		if s.consumeSession(n, now) {
+			s.wake()
+		}
 		st.resetErr = &StreamError{Code: uint32(frame.StreamClosed)}
 		s.sched.PushControl(&frame.Frame{Type: frame.Reset, StreamID: id, ErrorCode: frame.StreamClosed})
 		s.wake()
@@ -296,7 +350,9 @@ func (s *Session) handleData(f *frame.Frame) {
 		if st.closed {
 			// Closed here: drop the bytes, but credit them so the peer
 			// is not left blocked.
-			s.consumed(st, n)
+			if s.consumed(st, n) {
+				s.wake()
+			}
 		} else {
 			st.rbuf.push(f.Payload, s.rd)
 		}
@@ -333,5 +389,6 @@ func (s *Session) handleWindowUpdate(f *frame.Frame) {
 		return
 	}
 	s.sched.AddCredit(&st.ms, int64(f.WindowDelta))
+	st.cond.Broadcast() // a Write blocked on credit may send itself
 	s.wake()
 }

@@ -48,9 +48,13 @@ type Session struct {
 	pingSeq     uint64
 	rtt         time.Duration // smoothed RTT of keepalive PINGs
 	minRTT      time.Duration // lowest RTT seen: the path's, without queueing
-	pingSentAt  time.Time // outstanding keepalive ping
+	rttProbes   int           // start-up PINGs still to send
+	pingSentAt  time.Time     // outstanding keepalive ping
 	pingOpaque  uint64
 	closeBy     time.Time // write deadline while flushing at close
+	connBusy    bool      // someone holds cw and is writing to conn
+	writeErr    error     // the connection write that failed, if one did
+	cw          connWriter
 
 	kick     chan struct{} // wakes the writer; capacity 1
 	acceptCh chan struct{} // signals AcceptStream; capacity 1
@@ -114,6 +118,7 @@ func newSession(conn net.Conn, cfg *Config, client bool) (*Session, error) {
 	s.recvWin = flowcontrol.NewRecvWindow(c.MaxSessionWindow, c.MaxSessionWindow, now)
 	s.budget = flowcontrol.NewBudget(int64(c.MaxSessionWindow))
 	s.rd = frame.NewReader(conn, c.MaxFrameSize)
+	s.cw.vectored = writevConn(conn)
 	tuneConn(conn, notSentLowat)
 
 	// The HELLO goes out through the writer goroutine so that a
@@ -142,12 +147,10 @@ func newSession(conn net.Conn, cfg *Config, client bool) (*Session, error) {
 	}
 	s.wg.Add(1)
 	go s.readLoop()
-	// A first PING right away gives flow control an RTT estimate.
+	// PINGs right away give flow control an RTT estimate.
 	s.mu.Lock()
-	s.pingSeq++
-	s.pingOpaque = s.pingSeq
-	s.pingSentAt = time.Now()
-	s.sched.PushControl(&frame.Frame{Type: frame.Ping, Opaque: s.pingOpaque})
+	s.rttProbes = rttProbes
+	s.sendKeepalivePing(time.Now())
 	if c.KeepAliveInterval > 0 {
 		s.kaTimer = time.AfterFunc(min(c.KeepAliveInterval, c.KeepAliveTimeout), s.keepalive)
 	}
@@ -515,13 +518,22 @@ func (s *Session) keepalive() {
 		s.kaTimer.Reset(s.pingSentAt.Add(s.cfg.KeepAliveTimeout).Sub(now))
 		return
 	}
+	s.sendKeepalivePing(now)
+	s.kaTimer.Reset(min(s.cfg.KeepAliveTimeout, s.cfg.KeepAliveInterval))
+}
+
+// sendKeepalivePing queues the PING whose answer keepalive and RTT
+// measurement wait for. Called with s.mu held.
+func (s *Session) sendKeepalivePing(now time.Time) {
 	s.pingSeq++
 	s.pingOpaque = s.pingSeq
 	s.pingSentAt = now
 	s.sched.PushControl(&frame.Frame{Type: frame.Ping, Opaque: s.pingOpaque})
 	s.wake()
-	s.kaTimer.Reset(min(s.cfg.KeepAliveTimeout, s.cfg.KeepAliveInterval))
 }
+
+// rttProbes is how many PINGs follow the first one at session start.
+const rttProbes = 4
 
 // discardHandler is a slog.Handler that drops everything.
 type discardHandler struct{}
@@ -576,4 +588,3 @@ func (s *Session) Stats() Stats {
 		Compression:        s.Compression(),
 	}
 }
-

@@ -1,0 +1,5 @@
+//go:build race
+
+package linkemu_test
+
+const raceEnabled = true
