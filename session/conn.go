@@ -55,6 +55,7 @@ type connWriter struct {
 	bufs     net.Buffers
 	flat     []byte
 	vectored bool
+	deadline time.Time // the write deadline last set on the connection
 }
 
 // writeLoop is the writer goroutine: it takes batches of frames from the
@@ -97,11 +98,17 @@ func (s *Session) writeBatch() {
 		st.sendWin.Take(e.N)
 		st.inflight += e.N
 	}
-	deadline := time.Now().Add(s.cfg.ConnectionWriteTimeout)
+	// Moving the connection's write deadline costs a timer update, so it
+	// is pushed forward only once it is an eighth of the timeout stale.
 	if s.closing {
-		deadline = s.closeBy
+		if !w.deadline.Equal(s.closeBy) {
+			w.deadline = s.closeBy
+			s.conn.SetWriteDeadline(w.deadline)
+		}
+	} else if now := time.Now(); w.deadline.Sub(now) < s.cfg.ConnectionWriteTimeout-s.cfg.ConnectionWriteTimeout/8 {
+		w.deadline = now.Add(s.cfg.ConnectionWriteTimeout)
+		s.conn.SetWriteDeadline(w.deadline)
 	}
-	s.conn.SetWriteDeadline(deadline)
 	s.mu.Unlock()
 
 	var err error
@@ -124,6 +131,9 @@ func (s *Session) writeBatch() {
 	for _, e := range w.batch.Sent() {
 		st := streamOf(e.Stream)
 		st.inflight -= e.N
+		if err == nil {
+			st.wrote += e.N
+		}
 		if e.Fin {
 			st.finSent = true
 			st.maybeRemove()
@@ -301,7 +311,7 @@ func (s *Session) handleData(f *frame.Frame) {
 	}
 	st := s.streams[id]
 	if f.Flags.Has(frame.FlagSYN) {
-		if st != nil || !s.isPeerID(id) || id <= s.lastPeerID {
+		if st != nil || !s.isPeerID(id) || id <= s.lastPeerID || id > maxStreamID {
 			s.fail(frame.ProtocolError, fmt.Sprintf("SYN for stream %d: reused ID or wrong parity", id))
 			return
 		}

@@ -31,10 +31,12 @@ type fakePeer struct {
 	frames    []frame.Frame // every frame after the HELLO, payloads copied
 	counts    map[frame.Type]int
 	resets    map[frame.ErrorCode]int
-	data      map[uint32]int // DATA payload bytes per stream
+	data      map[uint32]int    // DATA payload bytes per stream
+	credit    map[uint32]uint64 // WINDOW_UPDATE deltas per stream (0: session)
 	goaways   []frame.Frame
-	pings     []uint64 // opaque of each PING (not ACK) the session sent
-	readErr   error    // why the reader stopped
+	pings     []uint64        // opaque of each PING (not ACK) the session sent
+	acks      map[uint64]bool // opaque of each PING ACK the session sent
+	readErr   error           // why the reader stopped
 	notify    chan struct{}
 	done      chan struct{} // closed when the reader goroutine exits
 }
@@ -71,6 +73,8 @@ func newFakePeer(t testing.TB, cfg *Config, o fakeOpts) *fakePeer {
 		counts:    make(map[frame.Type]int),
 		resets:    make(map[frame.ErrorCode]int),
 		data:      make(map[uint32]int),
+		acks:      make(map[uint64]bool),
+		credit:    make(map[uint32]uint64),
 		notify:    make(chan struct{}),
 		done:      make(chan struct{}),
 	}
@@ -154,6 +158,8 @@ func (fp *fakePeer) readLoop(rd *frame.Reader) {
 			fp.resets[f.ErrorCode]++
 		case frame.Data:
 			fp.data[f.StreamID] += len(f.Payload)
+		case frame.WindowUpdate:
+			fp.credit[f.StreamID] += uint64(f.WindowDelta)
 		case frame.GoAway:
 			g := *f
 			g.Debug = append([]byte(nil), f.Debug...)
@@ -161,6 +167,8 @@ func (fp *fakePeer) readLoop(rd *frame.Reader) {
 		case frame.Ping:
 			if !f.Flags.Has(frame.FlagACK) {
 				fp.pings = append(fp.pings, f.Opaque)
+			} else {
+				fp.acks[f.Opaque] = true
 			}
 		}
 		if !fp.countOnly {
@@ -245,12 +253,42 @@ func (fp *fakePeer) waitGoAway() frame.Frame {
 func (fp *fakePeer) findFrame(match func(*frame.Frame) bool) (frame.Frame, bool) {
 	fp.mu.Lock()
 	defer fp.mu.Unlock()
+	return fp.findFrameLocked(match)
+}
+
+// findFrameLocked is findFrame for callers holding fp.mu (waitFor's cond).
+func (fp *fakePeer) findFrameLocked(match func(*frame.Frame) bool) (frame.Frame, bool) {
 	for i := range fp.frames {
 		if match(&fp.frames[i]) {
 			return fp.frames[i], true
 		}
 	}
 	return frame.Frame{}, false
+}
+
+// waitAckOrEnd waits for the session's ACK of PING opaque, or for the
+// connection to end, and reports whether the ACK came.
+func (fp *fakePeer) waitAckOrEnd(opaque uint64) bool {
+	fp.t.Helper()
+	timeout := time.NewTimer(10 * time.Second)
+	defer timeout.Stop()
+	for {
+		fp.mu.Lock()
+		acked := fp.acks[opaque]
+		ended, ch := fp.readErr != nil, fp.notify
+		fp.mu.Unlock()
+		if acked {
+			return true
+		}
+		if ended {
+			return false
+		}
+		select {
+		case <-ch:
+		case <-timeout.C:
+			fp.t.Fatalf("fake peer: no ACK of PING %#x and the connection is still open", opaque)
+		}
+	}
 }
 
 // numResets returns how many RESETs with code the session has sent.
@@ -266,15 +304,7 @@ func (fp *fakePeer) ping(opaque uint64) {
 	if err := fp.write(frame.Frame{Type: frame.Ping, Opaque: opaque}); err != nil {
 		fp.t.Fatalf("fake peer: writing PING: %v", err)
 	}
-	fp.waitFor("PING ACK", func() bool {
-		for i := range fp.frames {
-			f := &fp.frames[i]
-			if f.Type == frame.Ping && f.Flags.Has(frame.FlagACK) && f.Opaque == opaque {
-				return true
-			}
-		}
-		return false
-	})
+	fp.waitFor("PING ACK", func() bool { return fp.acks[opaque] })
 }
 
 // syn returns a DATA frame opening stream id with payload.

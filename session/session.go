@@ -49,6 +49,8 @@ type Session struct {
 	rtt         time.Duration // smoothed RTT of keepalive PINGs
 	minRTT      time.Duration // lowest RTT seen: the path's, without queueing
 	rttProbes   int           // start-up PINGs still to send
+	kaFrames    uint64        // frames received at the last keepalive check
+	kaAlive     time.Time     // when that count last moved
 	pingSentAt  time.Time     // outstanding keepalive ping
 	pingOpaque  uint64
 	closeBy     time.Time // write deadline while flushing at close
@@ -92,6 +94,7 @@ func Server(conn net.Conn, cfg *Config) (*Session, error) { return newSession(co
 func newSession(conn net.Conn, cfg *Config, client bool) (*Session, error) {
 	c, err := cfg.withDefaults()
 	if err != nil {
+		conn.Close()
 		return nil, err
 	}
 	s := &Session{
@@ -251,7 +254,7 @@ func (s *Session) OpenStream(ctx context.Context) (*Stream, error) {
 		return nil, ErrGoAway
 	}
 	id := s.nextID
-	if id > flowcontrol.MaxWindow { // IDs are below 2^31
+	if id > maxStreamID {
 		return nil, ErrStreamsExhausted
 	}
 	s.nextID += 2
@@ -396,6 +399,11 @@ func (s *Session) Ping(ctx context.Context) (time.Duration, error) {
 	case <-ch:
 		return time.Since(start), nil
 	case <-s.done:
+		select {
+		case <-ch: // answered just before the end
+			return time.Since(start), nil
+		default:
+		}
 		s.mu.Lock()
 		delete(s.pings, id)
 		err := s.closeErr
@@ -465,10 +473,7 @@ func (s *Session) shutdown(cause error, flush bool) {
 	for _, st := range s.streams {
 		st.sessionClosed()
 	}
-	for id, ch := range s.pings {
-		close(ch)
-		delete(s.pings, id)
-	}
+	clear(s.pings) // waiting Pings see s.done
 	close(s.done)
 	if flush {
 		s.closeBy = time.Now().Add(min(s.cfg.ConnectionWriteTimeout, closeFlushTimeout))
@@ -508,14 +513,25 @@ func (s *Session) keepalive() {
 	}
 	now := time.Now()
 	if !s.pingSentAt.IsZero() {
-		if now.Sub(s.pingSentAt) >= s.cfg.KeepAliveTimeout {
+		// Any frame from the peer is a sign of life (SPEC.md §7): the
+		// timeout counts from the last time one arrived, or from the
+		// PING if none has since.
+		if n := s.stats.framesRecv.Load(); n != s.kaFrames {
+			s.kaFrames = n
+			s.kaAlive = now
+		}
+		since := s.pingSentAt
+		if s.kaAlive.After(since) {
+			since = s.kaAlive
+		}
+		if now.Sub(since) >= s.cfg.KeepAliveTimeout {
 			s.log.Warn("braid: keepalive timeout; closing session", "timeout", s.cfg.KeepAliveTimeout, "remote", s.conn.RemoteAddr())
 			s.sched.PushControl(&frame.Frame{Type: frame.GoAway, LastStreamID: s.lastPeerID, ErrorCode: frame.KeepAliveTimeout})
-			s.shutdown(ErrKeepAliveTimeout, false)
+			s.shutdown(ErrKeepAliveTimeout, true)
 			return
 		}
 		// Still waiting: check again when the timeout would pass.
-		s.kaTimer.Reset(s.pingSentAt.Add(s.cfg.KeepAliveTimeout).Sub(now))
+		s.kaTimer.Reset(since.Add(s.cfg.KeepAliveTimeout).Sub(now))
 		return
 	}
 	s.sendKeepalivePing(now)
@@ -531,6 +547,9 @@ func (s *Session) sendKeepalivePing(now time.Time) {
 	s.sched.PushControl(&frame.Frame{Type: frame.Ping, Opaque: s.pingOpaque})
 	s.wake()
 }
+
+// maxStreamID is the largest stream ID (SPEC.md: IDs are below 2^31).
+const maxStreamID = 1<<31 - 1
 
 // rttProbes is how many PINGs follow the first one at session start.
 const rttProbes = 4
@@ -553,7 +572,7 @@ type Stats struct {
 	StreamsAccepted            uint64 // peer-opened, accepted into the backlog
 	StreamsRefused             uint64 // peer-opened, refused (limits, GOAWAY)
 	OpenStreams                int
-	RTT                        time.Duration // last keepalive or Ping measurement; 0 if none
+	RTT                        time.Duration // smoothed RTT of keepalive PINGs; 0 if none yet
 	FlowControlBlocked         time.Duration // total time Writes waited for credit
 	ProtocolErrors             uint64
 	Compression                Compression

@@ -30,6 +30,7 @@ type Stream struct {
 	sendWin flowcontrol.SendWindow
 
 	inflight  int // bytes of ours in a batch being written
+	wrote     int // bytes of the current Write put on the connection
 	resetErr  error
 	incoming  bool // opened by the peer
 	writing   bool // a Write holds the write turn
@@ -223,6 +224,7 @@ func (st *Stream) Write(p []byte) (int, error) {
 		return 0, nil
 	}
 	st.writing = true
+	st.wrote = 0
 	s.sched.Enqueue(&st.ms, p, false)
 	s.writeDirect()
 	var blockedAt time.Time
@@ -246,11 +248,17 @@ func (st *Stream) Write(p []byte) (int, error) {
 	if !blockedAt.IsZero() {
 		s.stats.blockedNanos.Add(int64(time.Since(blockedAt)))
 	}
-	n := len(p)
 	if err != nil {
-		n -= s.sched.Remove(&st.ms)
-		for st.inflight > 0 { // the writer still reads p: wait for it
-			st.cond.Wait()
+		s.sched.Remove(&st.ms)
+	}
+	for st.inflight > 0 { // the writer still reads p: wait for it
+		st.cond.Wait()
+	}
+	n := st.wrote
+	if n < len(p) && err == nil {
+		// The stream or session ended and dropped what was queued.
+		if err = st.writeErr(); err == nil {
+			err = io.ErrShortWrite
 		}
 	}
 	st.writing = false
