@@ -6,6 +6,7 @@ require google.golang.org/protobuf v1.36.12
 
 require (
 	github.com/hashicorp/yamux v0.1.2 // indirect
+	github.com/klauspost/compress v1.20.3 // indirect
 	github.com/xtaci/smux v1.5.56 // indirect
 	go.uber.org/goleak v1.3.0 // indirect
 	golang.org/x/net v0.62.0 // indirect

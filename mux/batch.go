@@ -10,9 +10,10 @@ import (
 // and whether the frame carries FlagFIN. The session uses it to wake
 // blocked writers and to keep its flow-control books.
 type Sent struct {
-	Stream *Stream
-	N      int
-	Fin    bool
+	Stream  *Stream
+	N       int
+	Fin     bool
+	Prepaid bool // an EnqueueFrame frame: N took no credit here
 }
 
 // Batch is a set of frames for one vectored write, filled by
@@ -55,6 +56,12 @@ func (b *Batch) appendData(st *Stream, p []byte, fin bool) {
 	if fin {
 		flags = frame.FlagFIN
 	}
+	b.appendFrame(st, p, flags)
+}
+
+// appendFrame adds one DATA frame for st with flags, carrying p (aliased).
+func (b *Batch) appendFrame(st *Stream, p []byte, flags frame.Flags) {
+	fin := flags.Has(frame.FlagFIN)
 	before := len(b.arena)
 	b.arena = frame.AppendDataHeader(b.arena, st.ID, flags, len(p))
 	if len(p) > 0 {
@@ -62,7 +69,7 @@ func (b *Batch) appendData(st *Stream, p []byte, fin bool) {
 	}
 	b.size += len(b.arena) - before + len(p)
 	b.frames++
-	b.sent = append(b.sent, Sent{Stream: st, N: len(p), Fin: fin})
+	b.sent = append(b.sent, Sent{Stream: st, N: len(p), Fin: fin, Prepaid: st.list == onFrameQ})
 }
 
 // Buffers returns the batch's bytes in wire order: runs of header and

@@ -18,6 +18,7 @@ const (
 	onNone uint8 = iota
 	onRing       // the DRR ring: pending data and positive credit
 	onFinQ       // the empty-FIN queue: no data, FIN pending
+	onFrameQ     // the prepaid-frame queue (EnqueueFrame)
 )
 
 // Stream is the scheduler's per-stream state; the session embeds one per
@@ -35,6 +36,8 @@ type Stream struct {
 	Weight uint32
 
 	pending    []byte // payload enqueued and not yet put in a batch
+	framed     []byte // a prepaid frame's payload (EnqueueFrame)
+	frameFlags frame.Flags
 	fin        bool   // FIN to send with the last pending byte, or alone
 	credit     int64  // stream send credit
 	deficit    int64  // DRR deficit; negative is debt carried to the next turn
@@ -44,7 +47,7 @@ type Stream struct {
 
 // Pending returns the payload bytes enqueued on st and not yet put in a
 // batch.
-func (st *Stream) Pending() int { return len(st.pending) }
+func (st *Stream) Pending() int { return len(st.pending) + len(st.framed) }
 
 // Credit returns the stream send credit the scheduler believes st has:
 // everything granted with AddCredit minus the payload bytes put in
@@ -55,7 +58,7 @@ func (st *Stream) Credit() int64 { return st.credit }
 // whether the scheduler holds a reference to it and Enqueue would panic.
 // Such a stream is in the scheduler's ring, or in its FIN queue, unless it
 // is waiting for stream credit.
-func (st *Stream) Queued() bool { return len(st.pending) > 0 || st.fin }
+func (st *Stream) Queued() bool { return len(st.pending) > 0 || st.fin || len(st.framed) > 0 }
 
 // quantum is the number of bytes st's turn adds to its deficit.
 func (st *Stream) quantum(q int64) int64 {
@@ -111,6 +114,7 @@ type Scheduler struct {
 	ctl     []byte // encoded control frames, in push order
 	ctlN    int    // frames in ctl
 	ring    list   // DRR ring; ring.head is the stream whose turn it is
+	frameq  list   // streams with a prepaid frame, FIFO
 	inTurn  bool   // ring.head's current turn has started (quantum added)
 	finq    list   // streams with only a FIN to send, FIFO
 }
@@ -154,6 +158,26 @@ func (s *Scheduler) Enqueue(st *Stream, p []byte, fin bool) {
 	}
 }
 
+// EnqueueFrame hands p to be sent on st as exactly one DATA frame with
+// the given flags (for example FlagCompressed), never cut. The caller has
+// already paid for it: it takes no stream or session credit from the
+// scheduler, and the caller keeps its own books. p is aliased as with
+// Enqueue, must not be empty, and must be no longer than the maxPayload
+// given to Fill. Prepaid frames go out after control frames and empty
+// FINs, in the order they were enqueued, ahead of DRR data; a stream has
+// at most one at a time.
+//
+// EnqueueFrame panics if st is already Queued or p is empty.
+func (s *Scheduler) EnqueueFrame(st *Stream, p []byte, flags frame.Flags) {
+	if st.Queued() || len(p) == 0 {
+		panic("mux: EnqueueFrame on a queued stream, or with an empty payload")
+	}
+	st.framed = p
+	st.frameFlags = flags
+	st.list = onFrameQ
+	s.frameq.pushBack(st)
+}
+
 // AddCredit records that the peer granted n more bytes of send credit on
 // st; it is also how the initial credit is set. A negative n takes credit
 // away (for example when the session's view of the window shrinks).
@@ -175,9 +199,10 @@ func (s *Scheduler) AddCredit(st *Stream, n int64) {
 // of pending payload bytes dropped. Bytes already put in a batch are not
 // affected. st's credit is kept.
 func (s *Scheduler) Remove(st *Stream) int {
-	n := len(st.pending)
+	n := len(st.pending) + len(st.framed)
 	s.unlink(st)
 	st.pending = nil
+	st.framed = nil
 	st.fin = false
 	return n
 }
@@ -201,6 +226,8 @@ func (s *Scheduler) unlink(st *Stream) {
 		st.deficit = min(st.deficit, 0)
 	case onFinQ:
 		s.finq.remove(st)
+	case onFrameQ:
+		s.frameq.remove(st)
 	}
 	st.list = onNone
 }
@@ -228,13 +255,13 @@ func (s *Scheduler) PushControlBytes(b []byte) {
 // HasWork reports whether Fill, given sessionCredit, an empty batch and a
 // positive maxBatch, would emit at least one frame.
 func (s *Scheduler) HasWork(sessionCredit int64) bool {
-	return s.ctlN > 0 || s.finq.n > 0 || (sessionCredit > 0 && s.ring.n > 0)
+	return s.ctlN > 0 || s.finq.n > 0 || s.frameq.n > 0 || (sessionCredit > 0 && s.ring.n > 0)
 }
 
 // Len returns the number of streams that Fill could currently send
 // something for: those in the DRR ring (data and credit) plus those with
 // only an empty FIN to send.
-func (s *Scheduler) Len() int { return s.ring.n + s.finq.n }
+func (s *Scheduler) Len() int { return s.ring.n + s.finq.n + s.frameq.n }
 
 // Fill appends frames to b: first every queued control frame, then every
 // pending empty FIN frame, then DATA frames chosen by deficit round-robin,
@@ -263,6 +290,14 @@ func (s *Scheduler) Fill(b *Batch, maxPayload int, sessionCredit int64, maxBatch
 		st.list = onNone
 		st.fin = false
 		b.appendData(st, nil, true)
+	}
+	for s.frameq.n > 0 && b.size < maxBatch {
+		st := s.frameq.head
+		p := st.framed
+		st.framed = nil
+		b.appendFrame(st, p, st.frameFlags) // while st.list says onFrameQ
+		s.frameq.remove(st)
+		st.list = onNone
 	}
 	left := sessionCredit
 	for s.ring.n > 0 && left > 0 && b.size < maxBatch {

@@ -2,6 +2,7 @@ package mux
 
 import (
 	"bytes"
+	"io"
 	"testing"
 
 	"github.com/braidmux/braid/frame"
@@ -238,7 +239,7 @@ func TestRemoveDropsPending(t *testing.T) {
 	s.Enqueue(a, pattern(1, 10), true)
 	b.Reset()
 	s.Fill(&b, 100, 1<<20, 1<<20)
-	checkSent(t, decodeBatch(t, &b), []Sent{{a, 10, true}})
+	checkSent(t, decodeBatch(t, &b), []Sent{{Stream: a, N: 10, Fin: true}})
 }
 
 func TestRemoveEmptyFINAndBlocked(t *testing.T) {
@@ -304,7 +305,7 @@ func TestCredit(t *testing.T) {
 		t.Fatalf("after AddCredit: credit %d HasWork %v", st.Credit(), s.HasWork(1))
 	}
 	s.Fill(&b, 1000, 1<<20, 1<<20)
-	checkSent(t, decodeBatch(t, &b), []Sent{{st, 120, false}})
+	checkSent(t, decodeBatch(t, &b), []Sent{{Stream: st, N: 120}})
 	if st.Credit() != 0 || st.Pending() != 180 || s.HasWork(1<<20) {
 		t.Fatalf("after Fill: credit %d pending %d HasWork %v", st.Credit(), st.Pending(), s.HasWork(1<<20))
 	}
@@ -322,7 +323,7 @@ func TestCredit(t *testing.T) {
 	}
 	s.AddCredit(st, 1000)
 	s.Fill(&b, 1000, 1<<20, 1<<20)
-	checkSent(t, decodeBatch(t, &b), []Sent{{st, 180, true}})
+	checkSent(t, decodeBatch(t, &b), []Sent{{Stream: st, N: 180, Fin: true}})
 	if st.Credit() != 990-180 || st.Queued() {
 		t.Fatalf("end: credit %d queued %v", st.Credit(), st.Queued())
 	}
@@ -546,5 +547,57 @@ func TestNewSchedulerQuantum(t *testing.T) {
 		if got := NewScheduler(tt.in).quantum; got != int64(tt.want) {
 			t.Errorf("NewScheduler(%d).quantum = %d, want %d", tt.in, got, tt.want)
 		}
+	}
+}
+
+// TestEnqueueFrame: a prepaid frame goes out whole, with its flags, after
+// control frames and ahead of DRR data, needing no credit.
+func TestEnqueueFrame(t *testing.T) {
+	s := NewScheduler(0)
+	var a, b Stream
+	a.ID, b.ID = 1, 3
+	s.Enqueue(&b, make([]byte, 100), false)
+	s.AddCredit(&b, 1000)
+	s.PushControl(&frame.Frame{Type: frame.Ping, Opaque: 7})
+	payload := []byte("compressed-bytes")
+	s.EnqueueFrame(&a, payload, frame.FlagCompressed)
+	if !a.Queued() || a.Pending() != len(payload) {
+		t.Fatalf("Queued %v Pending %d", a.Queued(), a.Pending())
+	}
+	if !s.HasWork(0) {
+		t.Fatal("HasWork(0) false with a prepaid frame queued")
+	}
+	var batch Batch
+	used := s.Fill(&batch, 1<<10, 0, 1<<20) // no session credit at all
+	if used != 0 {
+		t.Fatalf("used %d session credit, want 0", used)
+	}
+	var wire []byte
+	for _, seg := range batch.Buffers() {
+		wire = append(wire, seg...)
+	}
+	rd := frame.NewReader(bytes.NewReader(wire), 1<<20)
+	f, err := rd.ReadFrame()
+	if err != nil || f.Type != frame.Ping {
+		t.Fatalf("first frame %v, %v; want the PING", f, err)
+	}
+	f, err = rd.ReadFrame()
+	if err != nil || f.StreamID != 1 || f.Flags != frame.FlagCompressed || !bytes.Equal(f.Payload, payload) {
+		t.Fatalf("second frame %v, %v; want the prepaid frame", f, err)
+	}
+	if _, err := rd.ReadFrame(); err != io.EOF {
+		t.Fatalf("more frames without session credit: %v", err)
+	}
+	sent := batch.Sent()
+	if len(sent) != 1 || sent[0].Stream != &a || !sent[0].Prepaid || sent[0].N != len(payload) {
+		t.Fatalf("Sent %+v", sent)
+	}
+	if a.Queued() {
+		t.Fatal("stream still queued after its frame went out")
+	}
+	// Remove drops an unsent prepaid frame.
+	s.EnqueueFrame(&a, payload, 0)
+	if n := s.Remove(&a); n != len(payload) || a.Queued() || s.HasWork(0) {
+		t.Fatalf("Remove dropped %d, queued %v, HasWork %v", n, a.Queued(), s.HasWork(0))
 	}
 }

@@ -66,7 +66,12 @@ type Config struct {
 	// that stops reading for this long ends the session. Default 10 s.
 	ConnectionWriteTimeout time.Duration
 	// Compression asks for payload compression. Default CompressionNone.
+	// A session compresses only if both sides ask for the same algorithm
+	// (Session.Compression, Stats.Compression say what was agreed).
 	Compression Compression
+	// CompressionLevel is the zstd level used when compressing:
+	// CompressionFastest (the default) to CompressionBest.
+	CompressionLevel int
 	// Logger receives rare events (protocol errors, keepalive timeouts,
 	// GOAWAY). Nil discards them. Nothing is logged per frame.
 	Logger *slog.Logger
@@ -100,6 +105,7 @@ func DefaultConfig() *Config {
 		KeepAliveTimeout:       defaultKeepAliveTimeout,
 		HandshakeTimeout:       defaultHandshakeTimeout,
 		ConnectionWriteTimeout: defaultWriteTimeout,
+		CompressionLevel:       CompressionFastest,
 	}
 }
 
@@ -133,6 +139,9 @@ func (c *Config) withDefaults() (Config, error) {
 	if v.HandshakeTimeout == 0 {
 		v.HandshakeTimeout = defaultHandshakeTimeout
 	}
+	if v.CompressionLevel == 0 {
+		v.CompressionLevel = CompressionFastest
+	}
 	if v.ConnectionWriteTimeout == 0 {
 		v.ConnectionWriteTimeout = defaultWriteTimeout
 	}
@@ -153,6 +162,8 @@ func (c *Config) withDefaults() (Config, error) {
 		return v, configError("timeouts must be positive")
 	case v.Compression != CompressionNone && v.Compression != CompressionZstd:
 		return v, configError("unknown Compression %d", v.Compression)
+	case v.CompressionLevel < CompressionFastest || v.CompressionLevel > CompressionBest:
+		return v, configError("CompressionLevel must be in [%d, %d], got %d", CompressionFastest, CompressionBest, v.CompressionLevel)
 	}
 	return v, nil
 }

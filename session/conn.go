@@ -95,7 +95,9 @@ func (s *Session) writeBatch() {
 	s.sendWin.Take(int(used))
 	for _, e := range w.batch.Sent() {
 		st := streamOf(e.Stream)
-		st.sendWin.Take(e.N)
+		if !e.Prepaid {
+			st.sendWin.Take(e.N)
+		}
 		st.inflight += e.N
 	}
 	// Moving the connection's write deadline costs a timer update, so it
@@ -294,21 +296,37 @@ func (s *Session) handle(f *frame.Frame) {
 }
 
 func (s *Session) handleData(f *frame.Frame) {
-	id, n := f.StreamID, len(f.Payload)
+	id := f.StreamID
 	if id == 0 {
 		s.fail(frame.ProtocolError, "DATA on stream 0")
 		return
 	}
+	payload := f.Payload
+	var owned *[]byte // a decompressed payload; ours until given to a stream
+	if f.Flags.Has(frame.FlagCompressed) {
+		if s.compression == frame.CompressionNone {
+			s.fail(frame.CompressionError, "COMPRESSED flag but no compression was negotiated")
+			return
+		}
+		if len(payload) > 0 {
+			var err error
+			if owned, err = decompress(payload, int(s.cfg.MaxFrameSize)); err != nil {
+				s.fail(frame.CompressionError, err.Error())
+				return
+			}
+			payload = *owned
+			defer func() { frame.PutBuffer(owned) }() // nil once handed over
+		}
+	}
+	// Flow control counts payload bytes as the application sees them
+	// (decompressed), so windows bound memory whatever the ratio.
+	n := len(payload)
 	if err := s.recvWin.Receive(n); err != nil {
 		s.fail(frame.FlowControlError, "session window exceeded: "+err.Error())
 		return
 	}
 	s.stats.dataRecv.Add(uint64(n))
 	now := time.Now()
-	if f.Flags.Has(frame.FlagCompressed) && s.compression == frame.CompressionNone {
-		s.fail(frame.CompressionError, "COMPRESSED flag but no compression was negotiated")
-		return
-	}
 	st := s.streams[id]
 	if f.Flags.Has(frame.FlagSYN) {
 		if st != nil || !s.isPeerID(id) || id <= s.lastPeerID || id > maxStreamID {
@@ -363,8 +381,11 @@ func (s *Session) handleData(f *frame.Frame) {
 			if s.consumed(st, n) {
 				s.wake()
 			}
+		} else if owned != nil {
+			st.rbuf.pushOwned(owned)
+			owned = nil
 		} else {
-			st.rbuf.push(f.Payload, s.rd)
+			st.rbuf.push(payload, s.rd)
 		}
 	}
 	if f.Flags.Has(frame.FlagFIN) {
@@ -383,6 +404,13 @@ func (s *Session) handleWindowUpdate(f *frame.Frame) {
 		if err := s.sendWin.Add(f.WindowDelta); err != nil {
 			s.fail(frame.FlowControlError, "session window: "+err.Error())
 			return
+		}
+		if s.enc != nil {
+			for _, st := range s.streams { // compressing Writes wait for it
+				if st.creditWait {
+					st.cond.Broadcast()
+				}
+			}
 		}
 		s.wake()
 		return

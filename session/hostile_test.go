@@ -164,6 +164,7 @@ type hostileCase struct {
 	name       string
 	fakeServer bool // the fake peer plays the server; by default the client
 	cfg        *Config
+	hello      *frame.Settings // the fake peer's HELLO; nil means fakeHello()
 	attack     func(t *testing.T, fp *fakePeer)
 	code       frame.ErrorCode
 }
@@ -172,7 +173,7 @@ func hostileCases() []hostileCase {
 	maxWindow := uint32(1<<31 - 1)
 	w := func(fp *fakePeer, fs ...frame.Frame) { fp.write(fs...) } // errors: the session may already be gone
 	raw := func(fp *fakePeer, b []byte) { fp.writeRaw(b) }
-	return []hostileCase{
+	return append([]hostileCase{
 		{
 			name: "DataBeyondStreamWindow",
 			cfg:  &Config{InitialStreamWindow: 16 << 10, MaxStreamWindow: 16 << 10},
@@ -348,7 +349,7 @@ func hostileCases() []hostileCase {
 			attack: func(t *testing.T, fp *fakePeer) { w(fp, syn(3, []byte("zzz"), frame.FlagCompressed)) },
 			code:   frame.CompressionError,
 		},
-	}
+	}, compressionHostileCases()...)
 }
 
 // TestHostilePeer: each protocol violation ends the session with a
@@ -383,7 +384,7 @@ func TestHostilePeer(t *testing.T) {
 	for i, tc := range hostileCases() {
 		client := !tc.fakeServer
 		t.Run(tc.name, func(t *testing.T) {
-			fp := newFakePeer(t, tc.cfg, fakeOpts{client: client})
+			fp := newFakePeer(t, tc.cfg, fakeOpts{client: client, hello: tc.hello})
 			// A stream that completes (SYN, data, FIN) before the attack.
 			done := uint32(1)
 			if !client {

@@ -53,6 +53,17 @@ func (r *recvBuf) push(payload []byte, rd *frame.Reader) {
 	r.chunks = append(r.chunks, chunk{owner: owner, end: n})
 }
 
+// pushOwned appends a whole pooled buffer, which the recvBuf now owns.
+func (r *recvBuf) pushOwned(owner *[]byte) {
+	n := len(*owner)
+	if n == 0 {
+		frame.PutBuffer(owner)
+		return
+	}
+	r.n += n
+	r.chunks = append(r.chunks, chunk{owner: owner, end: n})
+}
+
 func (r *recvBuf) tail() *chunk {
 	if len(r.chunks) == r.head {
 		return nil

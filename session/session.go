@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/klauspost/compress/zstd"
+
 	"github.com/braidmux/braid/flowcontrol"
 	"github.com/braidmux/braid/frame"
 	"github.com/braidmux/braid/mux"
@@ -29,6 +31,7 @@ type Session struct {
 
 	peer        peerSettings
 	compression frame.Compression
+	enc         *zstd.Encoder // set when zstd was agreed
 
 	mu          sync.Mutex
 	streams     map[uint32]*Stream
@@ -199,9 +202,21 @@ func (s *Session) handshake() error {
 	p.compressionOff = append([]frame.Compression(nil), h.Compression...)
 	comp := s.negotiate(h.Compression)
 
+	var enc *zstd.Encoder
+	if comp == frame.CompressionZstd {
+		var err error
+		if enc, err = encoderFor(s.cfg.CompressionLevel); err != nil {
+			return fmt.Errorf("braid: starting zstd: %w", err)
+		}
+		if _, err := getDecoder(); err != nil {
+			return fmt.Errorf("braid: starting zstd: %w", err)
+		}
+	}
+
 	s.mu.Lock() // the writer reads these
 	s.peer = p
 	s.compression = comp
+	s.enc = enc
 	s.sendWin = flowcontrol.NewSendWindow(h.SessionWindow)
 	s.mu.Unlock()
 	s.wake()

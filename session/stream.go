@@ -29,17 +29,20 @@ type Stream struct {
 	recvWin flowcontrol.RecvWindow
 	sendWin flowcontrol.SendWindow
 
-	inflight  int // bytes of ours in a batch being written
-	wrote     int // bytes of the current Write put on the connection
-	resetErr  error
-	incoming  bool // opened by the peer
-	writing   bool // a Write holds the write turn
-	wantFin   bool // CloseWrite during a Write: FIN when it ends
-	writeDone bool // CloseWrite or Close called
-	finSent   bool
-	remoteFin bool
-	closed    bool // Close called
-	removed   bool // gone from sess.streams
+	inflight   int  // bytes of ours in a batch being written
+	wrote      int  // bytes of the current Write put on the connection
+	skip       int  // chunks to send uncompressed before trying again
+	skipRun    int  // the last skip run (doubles while data won't shrink)
+	creditWait bool // a compressing Write waits for session credit
+	resetErr   error
+	incoming   bool // opened by the peer
+	writing    bool // a Write holds the write turn
+	wantFin    bool // CloseWrite during a Write: FIN when it ends
+	writeDone  bool // CloseWrite or Close called
+	finSent    bool
+	remoteFin  bool
+	closed     bool // Close called
+	removed    bool // gone from sess.streams
 }
 
 // deadlines is allocated the first time a deadline is set, so idle
@@ -224,8 +227,35 @@ func (st *Stream) Write(p []byte) (int, error) {
 		return 0, nil
 	}
 	st.writing = true
+	var n int
+	var err error
+	if s.enc != nil && len(p) >= minCompress {
+		n, err = st.writeCompressed(p)
+	} else {
+		n, err = st.transmit(p, nil)
+	}
+	st.writing = false
+	if st.wantFin {
+		st.wantFin = false
+		st.queueFin()
+	}
+	st.cond.Broadcast() // the next writer's turn
+	return n, err
+}
+
+// transmit queues p, or a prepaid frame standing for all of p (a
+// compressed form whose credit the caller has taken), and waits until it
+// is on the connection, the write deadline passes, or the stream or
+// session ends. It returns how many bytes of p were sent. Called with
+// s.mu held by the goroutine holding the write turn.
+func (st *Stream) transmit(p []byte, framed []byte) (int, error) {
+	s := st.sess
 	st.wrote = 0
-	s.sched.Enqueue(&st.ms, p, false)
+	if framed != nil {
+		s.sched.EnqueueFrame(&st.ms, framed, frame.FlagCompressed)
+	} else {
+		s.sched.Enqueue(&st.ms, p, false)
+	}
 	s.writeDirect()
 	var blockedAt time.Time
 	var err error
@@ -236,7 +266,7 @@ func (st *Stream) Write(p []byte) (int, error) {
 		if err != nil {
 			break
 		}
-		if st.ms.Pending() > 0 && st.ms.Credit() > 0 && s.sendWin.Available() > 0 && directWrites && !s.connBusy && !s.closing {
+		if framed == nil && st.ms.Pending() > 0 && st.ms.Credit() > 0 && s.sendWin.Available() > 0 && directWrites && !s.connBusy && !s.closing {
 			s.writeBatch() // credit arrived and the connection is idle
 			continue
 		}
@@ -255,19 +285,85 @@ func (st *Stream) Write(p []byte) (int, error) {
 		st.cond.Wait()
 	}
 	n := st.wrote
+	if framed != nil {
+		if n > 0 {
+			n = len(p) // the one frame went out whole
+			s.stats.dataSent.Add(uint64(n))
+		} else {
+			// Dropped unsent: give the prepaid credit back.
+			st.sendWin.Add(uint32(len(p)))
+			s.sendWin.Add(uint32(len(p)))
+			s.sched.AddCredit(&st.ms, int64(len(p)))
+		}
+	}
 	if n < len(p) && err == nil {
 		// The stream or session ended and dropped what was queued.
 		if err = st.writeErr(); err == nil {
 			err = io.ErrShortWrite
 		}
 	}
-	st.writing = false
-	if st.wantFin {
-		st.wantFin = false
-		st.queueFin()
-	}
-	st.cond.Broadcast() // the next writer's turn
 	return n, err
+}
+
+// writeCompressed sends p in chunks of at most one frame, each
+// compressed on this goroutine when that makes it at least 1/16 smaller,
+// raw otherwise. After a chunk that did not shrink, the next few are sent
+// raw without trying (up to maxSkip, doubling), so incompressible data
+// costs little CPU. Called with s.mu held and the write turn.
+func (st *Stream) writeCompressed(p []byte) (int, error) {
+	s := st.sess
+	// A compressed chunk needs credit for its whole uncompressed size at
+	// once; keep it well below the windows so that is always reachable.
+	chunkMax := min(s.peer.maxPayload, int(s.peer.initialWindow)/2, int(s.peer.sessionWindow)/4)
+	sent := 0
+	for sent < len(p) {
+		chunk := p[sent : sent+min(chunkMax, len(p)-sent)]
+		if len(chunk) < minCompress || st.skip > 0 {
+			st.skip = max(st.skip-1, 0)
+			n, err := st.transmit(chunk, nil)
+			sent += n
+			if err != nil {
+				return sent, err
+			}
+			continue
+		}
+		s.mu.Unlock()
+		cbuf := compressChunk(s.enc, chunk)
+		s.mu.Lock()
+		if cbuf == nil {
+			st.skipRun = min(max(2*st.skipRun, 1), maxSkip)
+			st.skip = st.skipRun
+			continue // sent raw by the next iteration
+		}
+		st.skipRun = 0
+		// Wait for credit for the whole chunk, then take it.
+		var err error
+		for {
+			if err = st.writeErr(); err == nil && st.dl != nil && expired(st.dl.write) {
+				err = errTimeout
+			}
+			if err != nil || (st.sendWin.Available() >= int64(len(chunk)) && s.sendWin.Available() >= int64(len(chunk))) {
+				break
+			}
+			st.creditWait = true
+			st.cond.Wait()
+			st.creditWait = false
+		}
+		if err != nil {
+			frame.PutBuffer(cbuf)
+			return sent, err
+		}
+		st.sendWin.Take(len(chunk))
+		s.sendWin.Take(len(chunk))
+		s.sched.AddCredit(&st.ms, -int64(len(chunk)))
+		n, err := st.transmit(chunk, *cbuf)
+		frame.PutBuffer(cbuf)
+		sent += n
+		if err != nil {
+			return sent, err
+		}
+	}
+	return sent, nil
 }
 
 // queueFin queues the FIN behind the stream's data. Called with s.mu held
