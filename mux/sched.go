@@ -15,10 +15,10 @@ const MaxQuantum = frame.MaxMaxFrameSize
 
 // Where a Stream is linked.
 const (
-	onNone uint8 = iota
-	onRing       // the DRR ring: pending data and positive credit
-	onFinQ       // the empty-FIN queue: no data, FIN pending
-	onFrameQ     // the prepaid-frame queue (EnqueueFrame)
+	onNone   uint8 = iota
+	onRing         // the DRR ring: pending data and positive credit
+	onFinQ         // the empty-FIN queue: no data, FIN pending
+	onFrameQ       // the prepaid-frame queue (EnqueueFrame)
 )
 
 // Stream is the scheduler's per-stream state; the session embeds one per
@@ -38,9 +38,9 @@ type Stream struct {
 	pending    []byte // payload enqueued and not yet put in a batch
 	framed     []byte // a prepaid frame's payload (EnqueueFrame)
 	frameFlags frame.Flags
-	fin        bool   // FIN to send with the last pending byte, or alone
-	credit     int64  // stream send credit
-	deficit    int64  // DRR deficit; negative is debt carried to the next turn
+	fin        bool  // FIN to send with the last pending byte, or alone
+	credit     int64 // stream send credit
+	deficit    int64 // DRR deficit; negative is debt carried to the next turn
 	next, prev *Stream
 	list       uint8 // onNone, onRing or onFinQ
 }
