@@ -261,6 +261,29 @@ func Parse(f *Frame, body []byte) error {
 	return nil
 }
 
+// parseDataHeader parses the stream id and flags of a DATA frame's header
+// (as peekDataHeader found it: varint fields only, payload excluded).
+func parseDataHeader(f *Frame, b []byte) error {
+	for len(b) > 0 {
+		num, _, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return malformed("bad field tag")
+		}
+		v, m := protowire.ConsumeVarint(b[n:])
+		if m < 0 {
+			return malformed("bad varint")
+		}
+		b = b[n+m:]
+		switch num {
+		case fieldStreamID:
+			f.StreamID = uint32(v)
+		case fieldFlags:
+			f.Flags = Flags(uint32(v))
+		}
+	}
+	return nil
+}
+
 // parseSettings merges a Hello message body into s.
 func parseSettings(s *Settings, b []byte) error {
 	for len(b) > 0 {

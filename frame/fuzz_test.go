@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"math"
+	"math/rand/v2"
 	"testing"
 	"testing/iotest"
 
@@ -188,5 +189,86 @@ func checkReader(t *testing.T, data []byte, max uint32, src io.Reader) {
 			t.Fatalf("max %d, frame %d: %v, want %v", max, i, err, want)
 		}
 		return
+	}
+}
+
+// FuzzReadFrameHeader: reading a stream with ReadFrameHeader and
+// ReadPayload gives exactly the frames (and the error) ReadFrame gives.
+func FuzzReadFrameHeader(f *testing.F) {
+	var all []byte
+	for _, tc := range codecCases() {
+		w := tc.f.Append(nil)
+		f.Add(w, 1)
+		all = append(all, w...)
+	}
+	big := frame.Frame{StreamID: 5, Flags: frame.FlagFIN, Payload: bytes.Repeat([]byte("x"), 3000)}
+	all = big.Append(all)
+	f.Add(all, 1)
+	f.Add(all, 2048)
+	f.Add(all[:len(all)-1], 0)
+	f.Fuzz(func(t *testing.T, data []byte, minSplit int) {
+		checkSplitReader(t, data, 64<<10, minSplit)
+	})
+}
+
+// checkSplitReader compares ReadFrameHeader+ReadPayload with ReadFrame
+// over the same bytes.
+func checkSplitReader(t *testing.T, data []byte, max uint32, minSplit int) {
+	t.Helper()
+	whole := frame.NewReader(bytes.NewReader(data), max)
+	split := frame.NewReader(iotest.OneByteReader(bytes.NewReader(data)), max)
+	for i := 0; ; i++ {
+		want, werr := whole.ReadFrame()
+		got, plen, gerr := split.ReadFrameHeader(minSplit)
+		if gerr == nil && plen > 0 {
+			if got.Payload != nil {
+				t.Fatalf("frame %d: header-only frame has a payload", i)
+			}
+			p := make([]byte, plen)
+			gerr = split.ReadPayload(p)
+			if gerr == nil {
+				got.Payload = p
+			}
+		}
+		if (werr == nil) != (gerr == nil) {
+			t.Fatalf("frame %d: ReadFrame error %v, split error %v", i, werr, gerr)
+		}
+		if werr != nil {
+			if errors.Is(werr, io.EOF) != errors.Is(gerr, io.EOF) {
+				t.Fatalf("frame %d: errors differ: %v vs %v", i, werr, gerr)
+			}
+			return
+		}
+		if want.String() != got.String() || !bytes.Equal(want.Payload, got.Payload) || want.Flags != got.Flags || want.StreamID != got.StreamID {
+			t.Fatalf("frame %d: ReadFrame %v, split %v", i, want, got)
+		}
+	}
+}
+
+func TestReadFrameHeaderMatchesReadFrame(t *testing.T) {
+	r := rand.New(rand.NewPCG(11, 12))
+	var data []byte
+	for range 2000 {
+		fr := randFrame(r)
+		data = fr.Append(data)
+		if r.IntN(3) == 0 { // plenty of canonical DATA frames with payloads
+			d := frame.Frame{StreamID: r.Uint32N(100), Flags: frame.Flags(r.Uint32N(16)), Payload: make([]byte, 1+r.IntN(5000))}
+			data = d.Append(data)
+		}
+	}
+	for _, minSplit := range []int{0, 1, 100, 2048} {
+		checkSplitReader(t, data, frame.MaxMaxFrameSize, minSplit)
+	}
+	// ReadFrame and ReadFrameHeader refuse to run with a payload unread.
+	d := frame.Frame{StreamID: 1, Payload: make([]byte, 4000)}
+	rd := frame.NewReader(bytes.NewReader(d.Append(d.Append(nil))), 1<<20)
+	if _, n, err := rd.ReadFrameHeader(1); err != nil || n != 4000 {
+		t.Fatalf("ReadFrameHeader: %d, %v", n, err)
+	}
+	if _, err := rd.ReadFrame(); err == nil {
+		t.Fatal("ReadFrame with a payload pending succeeded")
+	}
+	if err := rd.ReadPayload(make([]byte, 10)); err == nil {
+		t.Fatal("ReadPayload of the wrong length succeeded")
 	}
 }

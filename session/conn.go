@@ -175,7 +175,10 @@ func (s *Session) readLoop() {
 	defer s.wg.Done()
 	defer s.rd.Close()
 	for {
-		f, err := s.rd.ReadFrame()
+		f, plen, err := s.rd.ReadFrameHeader(directMin)
+		if err == nil && plen > 0 {
+			err = s.readPayload(f, plen)
+		}
 		if err != nil {
 			s.mu.Lock()
 			switch {
@@ -195,7 +198,7 @@ func (s *Session) readLoop() {
 		s.stats.framesRecv.Add(1)
 		s.stats.bytesRecv.Store(s.rd.BytesRead())
 		s.mu.Lock()
-		if s.closeErr == nil {
+		if s.closeErr == nil && plen == 0 {
 			s.handle(f)
 		}
 		done := s.closeErr != nil
@@ -214,6 +217,62 @@ func (s *Session) readLoop() {
 	}
 }
 
+// directMin is the smallest DATA payload the reader reads apart from its
+// header: straight into a blocked Read's buffer when there is one (no
+// copy at all in user space), or into a buffer of its own that the
+// stream keeps. Smaller payloads are read with their frame and copied.
+const directMin = smallPayload
+
+// readPayload reads the payload of the DATA frame f, whose header the
+// reader has read, and applies the frame. If the stream's reader is
+// blocked in Read with room for the whole payload and nothing buffered
+// before it, the payload goes straight into the Read's buffer. Otherwise
+// it goes into a pooled buffer handed to handleData. It returns only
+// connection errors.
+func (s *Session) readPayload(f *frame.Frame, plen int) error {
+	s.mu.Lock()
+	st := s.streams[f.StreamID]
+	if st != nil && s.closeErr == nil && f.Flags&(frame.FlagCompressed|frame.FlagSYN) == 0 &&
+		len(st.rwait) >= plen && st.rbuf.len() == 0 && st.resetErr == nil && !st.remoteFin && !st.closed &&
+		int64(plen) <= st.recvWin.Credit() && int64(plen) <= s.recvWin.Credit() {
+		dst := st.rwait[:plen]
+		st.rwait = nil
+		st.filling = true
+		s.mu.Unlock()
+		err := s.rd.ReadPayload(dst)
+		s.mu.Lock()
+		st.filling = false
+		if err == nil {
+			s.recvWin.Receive(plen) // cannot fail: checked above
+			st.recvWin.Receive(plen)
+			s.stats.dataRecv.Add(uint64(plen))
+			st.direct = plen
+			if f.Flags.Has(frame.FlagFIN) {
+				st.remoteFin = true
+				st.maybeRemove()
+			}
+		}
+		st.cond.Broadcast()
+		s.mu.Unlock()
+		return err
+	}
+	s.mu.Unlock()
+	buf := frame.GetBuffer(plen)
+	if err := s.rd.ReadPayload(*buf); err != nil {
+		frame.PutBuffer(buf)
+		return err
+	}
+	f.Payload = *buf
+	s.mu.Lock()
+	if s.closeErr == nil {
+		s.handleData(f, buf)
+	} else {
+		frame.PutBuffer(buf)
+	}
+	s.mu.Unlock()
+	return nil
+}
+
 // isPeerID reports whether id has the parity of streams the peer opens.
 func (s *Session) isPeerID(id uint32) bool { return (id%2 == 1) != s.client }
 
@@ -229,7 +288,7 @@ func (s *Session) neverOpened(id uint32) bool {
 func (s *Session) handle(f *frame.Frame) {
 	switch f.Type {
 	case frame.Data:
-		s.handleData(f)
+		s.handleData(f, nil)
 	case frame.WindowUpdate:
 		s.handleWindowUpdate(f)
 	case frame.Reset:
@@ -295,27 +354,31 @@ func (s *Session) handle(f *frame.Frame) {
 	}
 }
 
-func (s *Session) handleData(f *frame.Frame) {
+// handleData applies a DATA frame. owned, if not nil, is a pooled buffer
+// holding exactly f.Payload that handleData now owns; otherwise the
+// payload is in the Reader's buffer. Called with s.mu held.
+func (s *Session) handleData(f *frame.Frame, owned *[]byte) {
+	defer func() { frame.PutBuffer(owned) }() // nil once handed to a stream
 	id := f.StreamID
 	if id == 0 {
 		s.fail(frame.ProtocolError, "DATA on stream 0")
 		return
 	}
 	payload := f.Payload
-	var owned *[]byte // a decompressed payload; ours until given to a stream
 	if f.Flags.Has(frame.FlagCompressed) {
 		if s.compression == frame.CompressionNone {
 			s.fail(frame.CompressionError, "COMPRESSED flag but no compression was negotiated")
 			return
 		}
 		if len(payload) > 0 {
-			var err error
-			if owned, err = decompress(payload, int(s.cfg.MaxFrameSize)); err != nil {
+			dec, err := decompress(payload, int(s.cfg.MaxFrameSize))
+			if err != nil {
 				s.fail(frame.CompressionError, err.Error())
 				return
 			}
-			payload = *owned
-			defer func() { frame.PutBuffer(owned) }() // nil once handed over
+			frame.PutBuffer(owned)
+			owned = dec
+			payload = *dec
 		}
 	}
 	// Flow control counts payload bytes as the application sees them
@@ -381,7 +444,7 @@ func (s *Session) handleData(f *frame.Frame) {
 			if s.consumed(st, n) {
 				s.wake()
 			}
-		} else if owned != nil {
+		} else if owned != nil && n >= smallPayload {
 			st.rbuf.pushOwned(owned)
 			owned = nil
 		} else {

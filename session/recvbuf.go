@@ -39,7 +39,7 @@ func (r *recvBuf) push(payload []byte, rd *frame.Reader) {
 		t.end += n
 		return
 	}
-	if n >= smallPayload {
+	if n >= smallPayload && rd != nil {
 		if owner := rd.Detach(); owner != nil {
 			off := cap(*owner) - cap(payload)
 			r.chunks = append(r.chunks, chunk{owner: owner, off: off, end: off + n})

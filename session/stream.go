@@ -29,6 +29,10 @@ type Stream struct {
 	recvWin flowcontrol.RecvWindow
 	sendWin flowcontrol.SendWindow
 
+	rwait   []byte // a blocked Read's buffer, for the reader to fill directly
+	direct  int    // bytes the reader put into rwait, for that Read to return
+	filling bool   // the reader is filling a Read's buffer right now
+
 	inflight   int  // bytes of ours in a batch being written
 	wrote      int  // bytes of the current Write put on the connection
 	skip       int  // chunks to send uncompressed before trying again
@@ -90,13 +94,42 @@ func (st *Stream) Read(p []byte) (int, error) {
 	s := st.sess
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	// offered: p is offered to the reader goroutine as st.rwait, to fill
+	// directly. Once the reader takes it (st.rwait = nil, st.filling),
+	// this Read must return what the reader put there, and nothing else.
+	offered := false
+	defer func() {
+		if offered && st.rwait != nil {
+			st.rwait = nil
+		}
+	}()
 	for {
+		if offered && st.filling && st.rwait == nil {
+			st.cond.Wait() // the reader is writing into p: wait for it
+			continue
+		}
+		if offered && st.direct > 0 {
+			n := st.direct
+			st.direct = 0
+			offered = false
+			if s.consumed(st, n) {
+				s.flushControl()
+			}
+			return n, nil
+		}
 		switch {
 		case st.closed:
 			return 0, ErrStreamClosed
 		case st.rbuf.len() > 0:
 			if len(p) == 0 {
 				return 0, nil
+			}
+			if offered {
+				// Withdraw p before anything below can release s.mu
+				// (flushControl may write): the reader must not fill a
+				// buffer this Read is about to return.
+				st.rwait = nil
+				offered = false
 			}
 			n := st.rbuf.read(p)
 			if s.consumed(st, n) {
@@ -116,6 +149,10 @@ func (st *Stream) Read(p []byte) (int, error) {
 			return 0, nil
 		case st.dl != nil && expired(st.dl.read):
 			return 0, errTimeout
+		}
+		if !offered && st.rwait == nil && !st.filling && st.direct == 0 {
+			st.rwait = p // the reader may fill p directly
+			offered = true
 		}
 		st.cond.Wait()
 	}
