@@ -29,6 +29,7 @@ const (
 	helloMaxIncomingStreams protowire.Number = 5
 	helloCompression        protowire.Number = 6
 	helloSessionWindow      protowire.Number = 7
+	helloAcceptBacklog      protowire.Number = 8
 )
 
 // One-byte tags of the fields a DATA frame uses.
@@ -90,7 +91,8 @@ func (s *Settings) Size() int {
 		sizeUint(helloMaxFrameSize, uint64(s.MaxFrameSize)) +
 		sizeUint(helloMaxIncomingStreams, uint64(s.MaxIncomingStreams)) +
 		sizeBytes(s.packedSize()) +
-		sizeUint(helloSessionWindow, uint64(s.SessionWindow))
+		sizeUint(helloSessionWindow, uint64(s.SessionWindow)) +
+		sizeUint(helloAcceptBacklog, uint64(s.AcceptBacklog))
 }
 
 func (s *Settings) appendTo(b []byte) []byte {
@@ -106,7 +108,8 @@ func (s *Settings) appendTo(b []byte) []byte {
 			b = protowire.AppendVarint(b, enumVarint(uint32(c)))
 		}
 	}
-	return appendUint(b, helloSessionWindow, uint64(s.SessionWindow))
+	b = appendUint(b, helloSessionWindow, uint64(s.SessionWindow))
+	return appendUint(b, helloAcceptBacklog, uint64(s.AcceptBacklog))
 }
 
 // BodySize returns the length of f's body: its protobuf encoding, without
@@ -293,7 +296,7 @@ func parseSettings(s *Settings, b []byte) error {
 		}
 		b = b[n:]
 		switch {
-		case typ == protowire.VarintType && num >= helloVersion && num <= helloSessionWindow:
+		case typ == protowire.VarintType && num >= helloVersion && num <= helloAcceptBacklog:
 			v, n := protowire.ConsumeVarint(b)
 			if n < 0 {
 				return malformed("bad hello varint")
@@ -314,6 +317,8 @@ func parseSettings(s *Settings, b []byte) error {
 				}
 			case helloSessionWindow:
 				s.SessionWindow = uint32(v)
+			case helloAcceptBacklog:
+				s.AcceptBacklog = uint32(v)
 			}
 			continue
 		case typ == protowire.BytesType && num == helloMagic:

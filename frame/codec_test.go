@@ -37,6 +37,7 @@ var fullSettings = frame.Settings{
 	MaxIncomingStreams: 1000,
 	Compression:        []frame.Compression{frame.CompressionZstd, frame.CompressionNone},
 	SessionWindow:      16 << 20,
+	AcceptBacklog:      256,
 }
 
 func codecCases() []codecCase {
@@ -49,7 +50,7 @@ func codecCases() []codecCase {
 		{"DATA max stream id 300 bytes", frame.Frame{Type: frame.Data, StreamID: math.MaxUint32, Payload: big}, ""},
 		{"DATA all zero", frame.Frame{}, "00"},
 		{"HELLO full settings", frame.Frame{Type: frame.Hello, HasSettings: true, Settings: fullSettings},
-			"21 0801 421d 0a05627261696" + "4 1001 18808010 20808001 28e807 32020100 3880808008"},
+			"24 0801 4220 0a05627261696" + "4 1001 18808010 20808001 28e807 32020100 3880808008 408002"},
 		{"HELLO empty settings", frame.Frame{Type: frame.Hello, HasSettings: true}, "04 0801 4200"},
 		{"HELLO unknown compression", frame.Frame{Type: frame.Hello, HasSettings: true, Settings: frame.Settings{
 			Magic: []byte(frame.Magic), Version: 2, Compression: []frame.Compression{7, 1 << 31, math.MaxUint32}}}, ""},
@@ -103,6 +104,7 @@ func frameDiff(got, want *frame.Frame) string {
 	chk("Settings.MaxIncomingStreams", gs.MaxIncomingStreams == ws.MaxIncomingStreams, gs.MaxIncomingStreams, ws.MaxIncomingStreams)
 	chk("Settings.Compression", slices.Equal(gs.Compression, ws.Compression), gs.Compression, ws.Compression)
 	chk("Settings.SessionWindow", gs.SessionWindow == ws.SessionWindow, gs.SessionWindow, ws.SessionWindow)
+	chk("Settings.AcceptBacklog", gs.AcceptBacklog == ws.AcceptBacklog, gs.AcceptBacklog, ws.AcceptBacklog)
 	chk("Debug", bytes.Equal(got.Debug, want.Debug), fmt.Sprintf("%q", got.Debug), fmt.Sprintf("%q", want.Debug))
 	if !bytes.Equal(got.Payload, want.Payload) {
 		d = append(d, fmt.Sprintf("Payload: got %d bytes %.32x, want %d bytes %.32x", len(got.Payload), got.Payload, len(want.Payload), want.Payload))
@@ -132,6 +134,7 @@ func pbFromFrame(f *frame.Frame) *braidpb.Frame {
 			MaxFrameSize:       s.MaxFrameSize,
 			MaxIncomingStreams: s.MaxIncomingStreams,
 			SessionWindow:      s.SessionWindow,
+			AcceptBacklog:      s.AcceptBacklog,
 		}
 		for _, c := range s.Compression {
 			h.Compression = append(h.Compression, braidpb.Compression(int32(c)))
@@ -163,6 +166,7 @@ func frameFromPB(m *braidpb.Frame) frame.Frame {
 			MaxFrameSize:       h.GetMaxFrameSize(),
 			MaxIncomingStreams: h.GetMaxIncomingStreams(),
 			SessionWindow:      h.GetSessionWindow(),
+			AcceptBacklog:      h.GetAcceptBacklog(),
 		}
 		for _, c := range h.GetCompression() {
 			f.Settings.Compression = append(f.Settings.Compression, frame.Compression(uint32(c)))
@@ -423,6 +427,7 @@ func randFrame(r *rand.Rand) frame.Frame {
 		s.MaxFrameSize = randU32(r)
 		s.MaxIncomingStreams = randU32(r)
 		s.SessionWindow = randU32(r)
+		s.AcceptBacklog = randU32(r)
 		for range r.IntN(frame.MaxCompressionOffers + 1) {
 			s.Compression = append(s.Compression, frame.Compression(randEnum(r, 2)))
 		}

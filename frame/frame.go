@@ -39,7 +39,7 @@ type Flags uint32
 const (
 	FlagFIN        Flags = 1 // DATA: sender's direction is finished
 	FlagSYN        Flags = 2 // DATA: this frame opens the stream
-	FlagACK        Flags = 4 // PING: this is the answer
+	FlagACK        Flags = 4 // PING: this is the answer; empty DATA: stream accepted
 	FlagCompressed Flags = 8 // DATA: payload is compressed
 )
 
@@ -170,6 +170,7 @@ type Settings struct {
 	MaxIncomingStreams uint32        // streams the peer may have open towards the sender
 	Compression        []Compression // accepted algorithms, preferred first
 	SessionWindow      uint32        // session-wide receive window
+	AcceptBacklog      uint32        // unaccepted peer streams allowed; 0 = not announced
 }
 
 // Frame is one decoded or to-be-encoded frame. Which fields matter
@@ -205,8 +206,8 @@ func (f *Frame) String() string {
 		return fmt.Sprintf("GOAWAY last=%d code=%v debug=%q", f.LastStreamID, f.ErrorCode, f.Debug)
 	case Hello:
 		s := &f.Settings
-		return fmt.Sprintf("HELLO magic=%q version=%d window=%d maxframe=%d maxstreams=%d session=%d compression=%v",
-			s.Magic, s.Version, s.InitialWindow, s.MaxFrameSize, s.MaxIncomingStreams, s.SessionWindow, s.Compression)
+		return fmt.Sprintf("HELLO magic=%q version=%d window=%d maxframe=%d maxstreams=%d session=%d compression=%v backlog=%d",
+			s.Magic, s.Version, s.InitialWindow, s.MaxFrameSize, s.MaxIncomingStreams, s.SessionWindow, s.Compression, s.AcceptBacklog)
 	}
 	return fmt.Sprintf("%v stream=%d flags=%v", f.Type, f.StreamID, f.Flags)
 }

@@ -168,6 +168,7 @@ func specFrameDiff(got, want *frame.Frame) string {
 	check("Settings.MaxIncomingStreams", gs.MaxIncomingStreams == ws.MaxIncomingStreams, gs.MaxIncomingStreams, ws.MaxIncomingStreams)
 	check("Settings.Compression", slices.Equal(gs.Compression, ws.Compression), gs.Compression, ws.Compression)
 	check("Settings.SessionWindow", gs.SessionWindow == ws.SessionWindow, gs.SessionWindow, ws.SessionWindow)
+	check("Settings.AcceptBacklog", gs.AcceptBacklog == ws.AcceptBacklog, gs.AcceptBacklog, ws.AcceptBacklog)
 	return strings.Join(d, "; ")
 }
 
@@ -195,6 +196,7 @@ func specToProto(f *frame.Frame) *braidpb.Frame {
 			MaxFrameSize:       s.MaxFrameSize,
 			MaxIncomingStreams: s.MaxIncomingStreams,
 			SessionWindow:      s.SessionWindow,
+			AcceptBacklog:      s.AcceptBacklog,
 		}
 		for _, c := range s.Compression {
 			m.Hello.Compression = append(m.Hello.Compression, braidpb.Compression(c))

@@ -111,7 +111,8 @@ const (
 	Flag_FLAG_FIN Flag = 1
 	// FLAG_SYN: this DATA frame opens the stream.
 	Flag_FLAG_SYN Flag = 2
-	// FLAG_ACK: this PING answers a PING.
+	// FLAG_ACK: this PING answers a PING; on an empty DATA frame, the
+	// receiver's application has accepted this stream.
 	Flag_FLAG_ACK Flag = 4
 	// FLAG_COMPRESSED: the DATA payload is compressed with the session's
 	// negotiated algorithm.
@@ -308,6 +309,11 @@ type Hello struct {
 	// session_window is the session-wide receive window in bytes: the
 	// credit granted on stream 0 at the start.
 	SessionWindow uint32 `protobuf:"varint,7,opt,name=session_window,json=sessionWindow,proto3" json:"session_window,omitempty"`
+	// accept_backlog is how many streams the peer may have opened towards
+	// the sender that the sender's application has not accepted yet (not
+	// acknowledged with DATA FLAG_ACK). An opener waits rather than exceed
+	// it; 0 means not announced.
+	AcceptBacklog uint32 `protobuf:"varint,8,opt,name=accept_backlog,json=acceptBacklog,proto3" json:"accept_backlog,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -387,6 +393,13 @@ func (x *Hello) GetCompression() []Compression {
 func (x *Hello) GetSessionWindow() uint32 {
 	if x != nil {
 		return x.SessionWindow
+	}
+	return 0
+}
+
+func (x *Hello) GetAcceptBacklog() uint32 {
+	if x != nil {
+		return x.AcceptBacklog
 	}
 	return 0
 }
@@ -523,7 +536,7 @@ var File_braid_proto protoreflect.FileDescriptor
 
 const file_braid_proto_rawDesc = "" +
 	"\n" +
-	"\vbraid.proto\x12\bbraid.v1\"\x96\x02\n" +
+	"\vbraid.proto\x12\bbraid.v1\"\xbd\x02\n" +
 	"\x05Hello\x12\x14\n" +
 	"\x05magic\x18\x01 \x01(\tR\x05magic\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\rR\aversion\x12%\n" +
@@ -531,7 +544,8 @@ const file_braid_proto_rawDesc = "" +
 	"\x0emax_frame_size\x18\x04 \x01(\rR\fmaxFrameSize\x120\n" +
 	"\x14max_incoming_streams\x18\x05 \x01(\rR\x12maxIncomingStreams\x127\n" +
 	"\vcompression\x18\x06 \x03(\x0e2\x15.braid.v1.CompressionR\vcompression\x12%\n" +
-	"\x0esession_window\x18\a \x01(\rR\rsessionWindow\"\xba\x02\n" +
+	"\x0esession_window\x18\a \x01(\rR\rsessionWindow\x12%\n" +
+	"\x0eaccept_backlog\x18\b \x01(\rR\racceptBacklog\"\xba\x02\n" +
 	"\x05Frame\x12'\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x13.braid.v1.FrameTypeR\x04type\x12\x1b\n" +
 	"\tstream_id\x18\x02 \x01(\rR\bstreamId\x12\x14\n" +

@@ -381,6 +381,15 @@ func (s *Session) handleData(f *frame.Frame, owned *[]byte) {
 			payload = *dec
 		}
 	}
+	if f.Flags&(frame.FlagACK|frame.FlagSYN|frame.FlagFIN) == frame.FlagACK && len(payload) == 0 {
+		// The peer's application accepted a stream we opened.
+		if st := s.streams[id]; st != nil {
+			s.acked(st)
+		} else if s.neverOpened(id) {
+			s.fail(frame.ProtocolError, fmt.Sprintf("ACK for stream %d that was never opened", id))
+		}
+		return
+	}
 	// Flow control counts payload bytes as the application sees them
 	// (decompressed), so windows bound memory whatever the ratio.
 	n := len(payload)

@@ -63,6 +63,8 @@ type Session struct {
 
 	kick     chan struct{} // wakes the writer; capacity 1
 	acceptCh chan struct{} // signals AcceptStream; capacity 1
+	openCh   chan struct{} // signals OpenStream waiting for backlog room; capacity 1
+	unacked  int           // streams we opened that the peer has not accepted yet
 	done     chan struct{} // closed when the session has ended
 	wg       sync.WaitGroup
 	kaTimer  *time.Timer
@@ -76,6 +78,7 @@ type peerSettings struct {
 	maxIncoming    uint32
 	sessionWindow  uint32
 	maxPayload     int // DATA payload bytes per frame we send
+	acceptBacklog  int // opened-but-unaccepted streams the peer allows; 0 = any
 	compressionOff []frame.Compression
 }
 
@@ -109,6 +112,7 @@ func newSession(conn net.Conn, cfg *Config, client bool) (*Session, error) {
 		sched:    mux.NewScheduler(0),
 		kick:     make(chan struct{}, 1),
 		acceptCh: make(chan struct{}, 1),
+		openCh:   make(chan struct{}, 1),
 		done:     make(chan struct{}),
 		pings:    make(map[uint64]chan struct{}),
 	}
@@ -136,6 +140,7 @@ func newSession(conn net.Conn, cfg *Config, client bool) (*Session, error) {
 		MaxFrameSize:       c.MaxFrameSize,
 		MaxIncomingStreams: uint32(c.MaxIncomingStreams),
 		SessionWindow:      c.MaxSessionWindow,
+		AcceptBacklog:      uint32(c.AcceptBacklog),
 	}}
 	if c.Compression != CompressionNone {
 		hello.Settings.Compression = []frame.Compression{c.Compression.wire()}
@@ -198,6 +203,7 @@ func (s *Session) handshake() error {
 	p.maxFrameSize = min(h.MaxFrameSize, s.cfg.MaxFrameSize)
 	p.maxIncoming = h.MaxIncomingStreams
 	p.sessionWindow = h.SessionWindow
+	p.acceptBacklog = int(min(h.AcceptBacklog, maxStreamID))
 	p.maxPayload = int(p.maxFrameSize) - frame.MaxDataOverhead
 	p.compressionOff = append([]frame.Compression(nil), h.Compression...)
 	comp := s.negotiate(h.Compression)
@@ -262,11 +268,28 @@ func (s *Session) OpenStream(ctx context.Context) (*Stream, error) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closeErr != nil {
-		return nil, s.closeErr
-	}
-	if s.goAwaySent || s.goAwayRecv || s.closing {
-		return nil, ErrGoAway
+	for {
+		if s.closeErr != nil {
+			return nil, s.closeErr
+		}
+		if s.goAwaySent || s.goAwayRecv || s.closing {
+			return nil, ErrGoAway
+		}
+		if s.peer.acceptBacklog == 0 || s.unacked < s.peer.acceptBacklog {
+			break
+		}
+		// The peer's accept backlog is full of our streams: wait for
+		// its application to accept some (SPEC.md §5.2) rather than
+		// have the next one refused.
+		s.mu.Unlock()
+		select {
+		case <-s.openCh:
+		case <-s.done:
+		case <-ctx.Done():
+			s.mu.Lock()
+			return nil, ctx.Err()
+		}
+		s.mu.Lock()
 	}
 	id := s.nextID
 	if id > maxStreamID {
@@ -274,6 +297,8 @@ func (s *Session) OpenStream(ctx context.Context) (*Stream, error) {
 	}
 	s.nextID += 2
 	st := s.newStream(id)
+	st.unacked = true
+	s.unacked++
 	s.streams[id] = st
 	s.sched.PushControl(&frame.Frame{Type: frame.Data, StreamID: id, Flags: frame.FlagSYN})
 	s.stats.streamsOpened.Add(1)
@@ -305,6 +330,11 @@ func (s *Session) AcceptStream(ctx context.Context) (*Stream, error) {
 			} else {
 				s.signalAccept()
 			}
+			if !st.removed && st.resetErr == nil && s.closeErr == nil {
+				// Tell the opener its stream left our backlog.
+				s.sched.PushControl(&frame.Frame{Type: frame.Data, StreamID: st.ms.ID, Flags: frame.FlagACK})
+				s.wake()
+			}
 			s.mu.Unlock()
 			return st, nil
 		}
@@ -319,6 +349,20 @@ func (s *Session) AcceptStream(ctx context.Context) (*Stream, error) {
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
+	}
+}
+
+// acked notes that a stream we opened has left the peer's accept
+// backlog (accepted, refused, reset or closed). Called with s.mu held.
+func (s *Session) acked(st *Stream) {
+	if !st.unacked {
+		return
+	}
+	st.unacked = false
+	s.unacked--
+	select {
+	case s.openCh <- struct{}{}:
+	default:
 	}
 }
 
