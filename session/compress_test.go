@@ -226,3 +226,60 @@ func FuzzDecompress(f *testing.F) {
 		frame.PutBuffer(b)
 	})
 }
+
+// BenchmarkCompressionDesign measures the choice SPEC.md §10.3 made: one
+// independent zstd frame per DATA frame ("frame"), against one zstd
+// stream (a shared context) across all of a stream's data ("context"),
+// on JSON-lines logs cut into chunks of the given size. It reports the
+// compressed size as a percentage of the input, and the encoder state a
+// context would keep per stream.
+func BenchmarkCompressionDesign(b *testing.B) {
+	data := jsonLogs(10, 16<<20)
+	for _, chunk := range []int{4 << 10, 64<<10 - frame.MaxDataOverhead} {
+		b.Run(fmt.Sprintf("frame/chunk=%d", chunk), func(b *testing.B) {
+			enc, err := encoderFor(CompressionFastest)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.SetBytes(int64(len(data)))
+			var out int
+			buf := make([]byte, 0, chunk+chunk/8)
+			for range b.N {
+				out = 0
+				for off := 0; off < len(data); off += chunk {
+					out += len(enc.EncodeAll(data[off:min(off+chunk, len(data))], buf[:0]))
+				}
+			}
+			b.ReportMetric(100*float64(out)/float64(len(data)), "%size")
+		})
+		b.Run(fmt.Sprintf("context/chunk=%d", chunk), func(b *testing.B) {
+			b.SetBytes(int64(len(data)))
+			var out int
+			var heap int64
+			for range b.N {
+				var w countWriter
+				var before, after runtime.MemStats
+				runtime.GC()
+				runtime.ReadMemStats(&before)
+				zw, err := zstd.NewWriter(&w, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1), zstd.WithEncoderCRC(false))
+				if err != nil {
+					b.Fatal(err)
+				}
+				for off := 0; off < len(data); off += chunk {
+					zw.Write(data[off:min(off+chunk, len(data))])
+					zw.Flush() // each DATA frame must be decodable on arrival
+				}
+				runtime.ReadMemStats(&after)
+				heap = int64(after.HeapAlloc) - int64(before.HeapAlloc)
+				zw.Close()
+				out = w.n
+			}
+			b.ReportMetric(100*float64(out)/float64(len(data)), "%size")
+			b.ReportMetric(float64(heap), "B-state/stream")
+		})
+	}
+}
+
+type countWriter struct{ n int }
+
+func (w *countWriter) Write(p []byte) (int, error) { w.n += len(p); return len(p), nil }
