@@ -1,0 +1,453 @@
+package interop_test
+
+// Benchmarks: raw TCP, braid, yamux and smux (protocol version 2) side by
+// side, each with its default configuration. Every benchmark has one
+// sub-benchmark per transport, so one `go test -bench` run gives ratios
+// from the same machine state; cmd/benchtable turns the output into a
+// markdown table. For TCP, "a stream" is a TCP connection: a benchmark
+// with N streams uses N connections.
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"runtime"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/braidmux/braid/internal/linkemu"
+	"github.com/braidmux/braid/session"
+)
+
+// benchTransports are the sub-benchmarks of every benchmark, in order.
+var benchTransports = []string{"tcp", "braid", "yamux", "smux"}
+
+// benchEnv opens client streams and accepts their server ends, over one
+// connection (muxers) or one connection per stream (tcp).
+type benchEnv struct {
+	open   func() (net.Conn, error)
+	accept func() (net.Conn, error)
+	close  func()
+}
+
+// pair opens a stream and accepts it. The caller closes both ends (or
+// leaves it to env.close).
+func (e *benchEnv) pair(tb testing.TB) (net.Conn, net.Conn) {
+	tb.Helper()
+	c, err := e.open()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	s, err := e.accept()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return c, s
+}
+
+// connPair makes one underlying connection: loopback TCP, or a link.
+type connPair func() (client, server net.Conn, cleanup func(), err error)
+
+// loopback returns a connPair making loopback TCP connections through
+// one listener, closed when the benchmark ends.
+func loopback(b *testing.B) connPair {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { ln.Close() })
+	var mu sync.Mutex // pairs each Dial with its Accept
+	return func() (net.Conn, net.Conn, func(), error) {
+		mu.Lock()
+		defer mu.Unlock()
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		s, err := ln.Accept()
+		if err != nil {
+			c.Close()
+			return nil, nil, nil, err
+		}
+		return c, s, func() { c.Close(); s.Close() }, nil
+	}
+}
+
+// emulatedLink returns a connPair making connections through their own
+// emulated link.
+func emulatedLink(cfg linkemu.Config) func(*testing.B) connPair {
+	return func(*testing.B) connPair {
+		return func() (net.Conn, net.Conn, func(), error) { return linkemu.Pipe(cfg) }
+	}
+}
+
+// newBenchEnv sets up transport over connections made by dial; it is
+// torn down when the benchmark ends. braidCfg, if not nil, configures
+// both braid sessions.
+func newBenchEnv(b *testing.B, transport string, dial connPair, braidCfg *session.Config) *benchEnv {
+	b.Helper()
+	var env *benchEnv
+	if transport == "tcp" {
+		env = tcpEnv(dial)
+	} else {
+		c, s, cleanup, err := dial()
+		if err != nil {
+			b.Fatal(err)
+		}
+		start := muxerByName(transport).start
+		if transport == "braid" && braidCfg != nil {
+			start = func(c, s net.Conn) (muxSession, muxSession, error) {
+				cs, ss, err := startPair(c, s,
+					func(c net.Conn) (*session.Session, error) { return session.Client(c, braidCfg) },
+					func(c net.Conn) (*session.Session, error) { return session.Server(c, braidCfg) })
+				return braidSession{cs}, braidSession{ss}, err
+			}
+		}
+		cs, ss, err := start(c, s)
+		if err != nil {
+			cleanup()
+			b.Fatal(err)
+		}
+		env = &benchEnv{
+			open: func() (net.Conn, error) { return cs.Open(context.Background()) },
+			accept: func() (net.Conn, error) {
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				defer cancel()
+				return ss.Accept(ctx)
+			},
+			close: func() { cs.Close(); ss.Close(); cleanup() },
+		}
+	}
+	b.Cleanup(env.close)
+	return env
+}
+
+// tcpEnv makes every stream its own connection. Accept hands out the
+// server ends in the order open made them.
+func tcpEnv(dial connPair) *benchEnv {
+	var mu sync.Mutex
+	var pending []net.Conn
+	var cleanups []func()
+	return &benchEnv{
+		open: func() (net.Conn, error) {
+			c, s, cleanup, err := dial()
+			if err != nil {
+				return nil, err
+			}
+			mu.Lock()
+			pending = append(pending, s)
+			cleanups = append(cleanups, cleanup)
+			mu.Unlock()
+			return c, nil
+		},
+		accept: func() (net.Conn, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			if len(pending) == 0 {
+				return nil, errors.New("tcp env: accept without open")
+			}
+			s := pending[0]
+			pending = pending[1:]
+			return s, nil
+		},
+		close: func() {
+			mu.Lock()
+			defer mu.Unlock()
+			for _, f := range cleanups {
+				f()
+			}
+			cleanups = nil
+		},
+	}
+}
+
+// forEachTransport runs f as one sub-benchmark per transport, each over
+// connections that dial makes, every muxer with its default config.
+func forEachTransport(b *testing.B, dial func(*testing.B) connPair, f func(b *testing.B, env *benchEnv)) {
+	forEachTransportWith(b, dial, nil, f)
+}
+
+func forEachTransportWith(b *testing.B, dial func(*testing.B) connPair, braidCfg *session.Config, f func(b *testing.B, env *benchEnv)) {
+	for _, tr := range benchTransports {
+		b.Run(tr, func(b *testing.B) { f(b, newBenchEnv(b, tr, dial(b), braidCfg)) })
+	}
+}
+
+// drain reads n bytes from r with a large buffer.
+func drain(r io.Reader, n int64) error {
+	buf := make([]byte, 256<<10)
+	for n > 0 {
+		k, err := r.Read(buf[:min(int64(len(buf)), n)])
+		n -= int64(k)
+		if err != nil {
+			if err == io.EOF && n == 0 {
+				return nil
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// benchStall bounds one benchmark run: a transport that stalls fails.
+const benchStall = 2 * time.Minute
+
+// benchBulk sends b.N chunks on each of streams streams at once; an op
+// is one chunk per stream, delivered.
+func benchBulk(b *testing.B, env *benchEnv, streams, chunk int) {
+	type pair struct{ c, s net.Conn }
+	pairs := make([]pair, streams)
+	for i := range pairs {
+		c, s := env.pair(b)
+		pairs[i] = pair{c, s}
+	}
+	for _, p := range pairs { // a stalled transport fails instead of hanging
+		p.s.SetReadDeadline(time.Now().Add(benchStall))
+	}
+	data := make([]byte, chunk)
+	for i := 0; i < chunk; i += copy(data[i:], patternBlock) {
+	}
+	b.SetBytes(int64(streams * chunk))
+	b.ReportAllocs()
+	b.ResetTimer()
+	var wg sync.WaitGroup
+	errs := make(chan error, 2*streams)
+	for _, p := range pairs {
+		wg.Go(func() {
+			if err := drain(p.s, int64(b.N)*int64(chunk)); err != nil {
+				errs <- err
+				p.c.Close() // unblock the writer
+			}
+		})
+		wg.Go(func() {
+			for range b.N {
+				if _, err := p.c.Write(data); err != nil {
+					errs <- err
+					p.s.Close() // unblock the reader
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	b.StopTimer()
+	close(errs)
+	for err := range errs {
+		b.Fatal(err)
+	}
+}
+
+// BenchmarkBulk1 is one stream (TCP: one connection) carrying 128 KiB
+// writes one way.
+func BenchmarkBulk1(b *testing.B) {
+	forEachTransport(b, loopback, func(b *testing.B, env *benchEnv) { benchBulk(b, env, 1, 128<<10) })
+}
+
+// BenchmarkBulk64 is 64 streams (TCP: 64 connections) sending 128 KiB
+// writes at once.
+func BenchmarkBulk64(b *testing.B) {
+	forEachTransport(b, loopback, func(b *testing.B, env *benchEnv) { benchBulk(b, env, 64, 128<<10) })
+}
+
+// echoLoop echoes msgSize-byte messages on c until it fails.
+func echoLoop(c net.Conn, msgSize int) {
+	buf := make([]byte, msgSize)
+	for {
+		if _, err := io.ReadFull(c, buf); err != nil {
+			return
+		}
+		if _, err := c.Write(buf); err != nil {
+			return
+		}
+	}
+}
+
+// benchEcho measures round trips of 64-byte messages on one stream and
+// reports their median and 99th percentile; with load, another stream
+// of the same session (TCP: another connection) sends as fast as it can
+// meanwhile.
+func benchEcho(b *testing.B, env *benchEnv, load bool) {
+	const msgSize = 64
+	c, s := env.pair(b)
+	go echoLoop(s, msgSize)
+	var loadDone sync.WaitGroup
+	if load {
+		lc, ls := env.pair(b)
+		loadDone.Go(func() { drain(ls, 1<<62) })
+		loadDone.Go(func() {
+			for {
+				if _, err := lc.Write(patternBlock[:128<<10]); err != nil {
+					return
+				}
+			}
+		})
+		defer func() { lc.Close(); ls.Close(); loadDone.Wait() }()
+		// Let the load reach its steady state before measuring.
+		if err := drainFor(c, msgSize, 50); err != nil {
+			b.Fatal(err)
+		}
+	}
+	c.SetReadDeadline(time.Now().Add(benchStall))
+	msg := make([]byte, msgSize)
+	lat := make([]time.Duration, b.N)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		t0 := time.Now()
+		if _, err := c.Write(msg); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := io.ReadFull(c, msg); err != nil {
+			b.Fatal(err)
+		}
+		lat[i] = time.Since(t0)
+	}
+	b.StopTimer()
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Nanoseconds()), "p50-ns")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds()), "p99-ns")
+}
+
+// drainFor does n echo round trips on c.
+func drainFor(c net.Conn, msgSize, n int) error {
+	msg := make([]byte, msgSize)
+	for range n {
+		if _, err := c.Write(msg); err != nil {
+			return err
+		}
+		if _, err := io.ReadFull(c, msg); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// BenchmarkEchoRTT is the round trip of a 64-byte message on an idle
+// stream.
+func BenchmarkEchoRTT(b *testing.B) {
+	forEachTransport(b, loopback, func(b *testing.B, env *benchEnv) { benchEcho(b, env, false) })
+}
+
+// BenchmarkEchoRTTLoaded is the round trip of a 64-byte message while
+// another stream of the same session saturates the connection
+// (TCP: while another connection is saturated).
+func BenchmarkEchoRTTLoaded(b *testing.B) {
+	forEachTransport(b, loopback, func(b *testing.B, env *benchEnv) { benchEcho(b, env, true) })
+}
+
+// idleStreams is how many streams BenchmarkIdleStreamHeap holds open;
+// TCP gets fewer connections, as each costs two file descriptors.
+const (
+	idleStreams  = 10_000
+	idleTCPConns = 4_000
+)
+
+// BenchmarkIdleStreamHeap reports the Go heap held per open, idle
+// stream, both ends together (TCP: per connection; the kernel's memory
+// is not counted). braid's MaxIncomingStreams (default 8 192) is raised
+// to hold them all.
+func BenchmarkIdleStreamHeap(b *testing.B) {
+	cfg := session.DefaultConfig()
+	cfg.MaxIncomingStreams = 2 * idleStreams
+	for _, tr := range benchTransports {
+		b.Run(tr, func(b *testing.B) {
+			n := idleStreams
+			if tr == "tcp" {
+				n = idleTCPConns
+			}
+			conns := make([]net.Conn, 0, 2*n)
+			var perStream float64
+			for range b.N {
+				// A fresh session per measurement: streams closed in the
+				// last one are gone with it, not freed while this one is
+				// measured.
+				g0 := runtime.NumGoroutine()
+				env := newBenchEnv(b, tr, loopback(b), cfg)
+				clear(conns[:cap(conns)]) // the last round's conns must not be freed during this one
+				conns = conns[:0]
+				runtime.GC()
+				var m0, m1 runtime.MemStats
+				runtime.ReadMemStats(&m0)
+				for range n {
+					c, s := env.pair(b)
+					conns = append(conns, c, s)
+				}
+				runtime.GC()
+				runtime.ReadMemStats(&m1)
+				perStream += float64(int64(m1.HeapAlloc)-int64(m0.HeapAlloc)) / float64(n)
+				for _, c := range conns {
+					c.Close()
+				}
+				env.close()
+				// The sessions' goroutines exit after Close returns (yamux,
+				// smux); until they have, their memory is not free.
+				if !poll(10*time.Second, func() bool { return runtime.NumGoroutine() <= g0 }) {
+					b.Fatalf("%d goroutines 10 s after closing, %d before", runtime.NumGoroutine(), g0)
+				}
+			}
+			b.ReportMetric(perStream/float64(b.N), "B/stream")
+		})
+	}
+}
+
+// BenchmarkOpenEchoClose is one short-lived stream per op: open, echo
+// one byte, close (TCP: dial, echo, close with RST so no TIME_WAIT
+// piles up).
+func BenchmarkOpenEchoClose(b *testing.B) {
+	forEachTransport(b, loopback, func(b *testing.B, env *benchEnv) {
+		accepted := make(chan net.Conn, 1)
+		serverDone := make(chan struct{})
+		go func() {
+			defer close(serverDone)
+			for s := range accepted {
+				go func() {
+					defer s.Close()
+					buf := make([]byte, 1)
+					if _, err := io.ReadFull(s, buf); err != nil {
+						return
+					}
+					s.Write(buf)
+					s.Read(buf) // until the client closes
+				}()
+			}
+		}()
+		defer func() { close(accepted); <-serverDone }()
+		buf := []byte{42}
+		b.ReportAllocs()
+		b.ResetTimer()
+		for range b.N {
+			c, err := env.open()
+			if err != nil {
+				b.Fatal(err)
+			}
+			s, err := env.accept()
+			if err != nil {
+				b.Fatal(err)
+			}
+			accepted <- s
+			if _, err := c.Write(buf); err != nil {
+				b.Fatal(err)
+			}
+			if _, err := io.ReadFull(c, buf); err != nil {
+				b.Fatal(err)
+			}
+			if tc, ok := c.(*net.TCPConn); ok {
+				tc.SetLinger(0)
+			}
+			c.Close()
+		}
+	})
+}
+
+// BenchmarkLink50ms is one stream carrying 4 MiB writes through an
+// emulated link with a 50 ms round trip and 1 Gbit/s each way
+// (internal/linkemu): how close each transport's flow control gets to
+// the link's rate. One TCP connection through the same link is the
+// reference. Each op is 4 MiB delivered; slow transports run few ops.
+func BenchmarkLink50ms(b *testing.B) {
+	link := emulatedLink(linkemu.Config{RTT: 50 * time.Millisecond, Rate: 1e9 / 8})
+	forEachTransport(b, link, func(b *testing.B, env *benchEnv) { benchBulk(b, env, 1, 4<<20) })
+}
