@@ -2,7 +2,6 @@ package session
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"net"
 	"os"
@@ -54,18 +53,48 @@ func benchConfig() *Config {
 	return cfg
 }
 
+// streamPairOf opens a stream on c and accepts it on s.
+func streamPairOf(tb testing.TB, c, s *Session) (*Stream, *Stream) {
+	tb.Helper()
+	a, err := c.OpenStream(context.Background())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	b, err := s.AcceptStream(context.Background())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return a, b
+}
+
+// move writes total bytes of data (repeated as needed) to w in writes
+// of at most bulkChunk while r reads and discards them, and returns when
+// all have arrived.
+func move(tb testing.TB, w, r net.Conn, data []byte, total int) {
+	tb.Helper()
+	done := make(chan error, 1)
+	go func() {
+		_, err := io.CopyN(io.Discard, r, int64(total))
+		done <- err
+	}()
+	for off := 0; off < total; {
+		i := off % len(data)
+		n, err := w.Write(data[i:min(i+bulkChunk, i+total-off, len(data))])
+		if err != nil {
+			tb.Fatal(err)
+		}
+		off += n
+	}
+	if err := <-done; err != nil {
+		tb.Fatal(err)
+	}
+}
+
 func braidConns(tb testing.TB, n int) ([]net.Conn, []net.Conn, func()) {
 	c, s := sessionPair(tb, benchConfig(), benchConfig())
 	var w, r []net.Conn
 	for range n {
-		a, err := c.OpenStream(context.Background())
-		if err != nil {
-			tb.Fatal(err)
-		}
-		b, err := s.AcceptStream(context.Background())
-		if err != nil {
-			tb.Fatal(err)
-		}
+		a, b := streamPairOf(tb, c, s)
 		w, r = append(w, a), append(r, b)
 	}
 	return w, r, func() { c.Close(); s.Close() }
@@ -311,8 +340,6 @@ func BenchmarkOpenEchoClose(b *testing.B) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "streams/s")
 }
 
-var _ = fmt.Sprint
-
 func init() {
 	if v := os.Getenv("BRAID_BATCH"); v != "" {
 		maxBatch, _ = strconv.Atoi(v)
@@ -349,36 +376,13 @@ func BenchmarkLink50ms1G(b *testing.B) {
 			var w, r net.Conn = cc, sc
 			if name == "braid" {
 				c, s := sessionPairOn(b, cc, sc, nil, nil)
-				st, err := c.OpenStream(context.Background())
-				if err != nil {
-					b.Fatal(err)
-				}
-				rs, err := s.AcceptStream(context.Background())
-				if err != nil {
-					b.Fatal(err)
-				}
-				w, r = st, rs
+				w, r = streamPairOf(b, c, s)
 			}
-			move := func(total int) {
-				done := make(chan error, 1)
-				go func() {
-					_, err := io.CopyN(io.Discard, r, int64(total))
-					done <- err
-				}()
-				buf := make([]byte, bulkChunk)
-				for left := total; left > 0; left -= bulkChunk {
-					if _, err := w.Write(buf[:min(bulkChunk, left)]); err != nil {
-						b.Fatal(err)
-					}
-				}
-				if err := <-done; err != nil {
-					b.Fatal(err)
-				}
-			}
-			move(32 << 20)
+			buf := make([]byte, bulkChunk)
+			move(b, w, r, buf, 32<<20)
 			b.SetBytes(perOp)
 			b.ResetTimer()
-			move(b.N * perOp)
+			move(b, w, r, buf, b.N*perOp)
 			b.StopTimer()
 			b.ReportMetric(float64(b.N*perOp)/b.Elapsed().Seconds()/float64(cfg.Rate)*100, "%rate")
 		})
@@ -395,30 +399,10 @@ func BenchmarkCompressionIncompressible(b *testing.B) {
 	}{{"off", nil}, {"zstd", zstdConfig}} {
 		b.Run(tc.name, func(b *testing.B) {
 			c, s := sessionPair(b, tc.cfg, tc.cfg)
-			w, err := c.OpenStream(context.Background())
-			if err != nil {
-				b.Fatal(err)
-			}
-			r, err := s.AcceptStream(context.Background())
-			if err != nil {
-				b.Fatal(err)
-			}
-			done := make(chan error, 1)
-			go func() {
-				_, err := io.CopyN(io.Discard, r, int64(b.N)*bulkChunk)
-				done <- err
-			}()
+			w, r := streamPairOf(b, c, s)
 			b.SetBytes(bulkChunk)
 			b.ResetTimer()
-			for i := range b.N {
-				off := (i * bulkChunk) % len(data)
-				if _, err := w.Write(data[off : off+bulkChunk]); err != nil {
-					b.Fatal(err)
-				}
-			}
-			if err := <-done; err != nil {
-				b.Fatal(err)
-			}
+			move(b, w, r, data, b.N*bulkChunk)
 		})
 	}
 }
@@ -440,35 +424,12 @@ func BenchmarkCompressionLink100M(b *testing.B) {
 			}
 			defer cleanup()
 			c, s := sessionPairOn(b, cc, sc, tc.cfg, tc.cfg)
-			w, err := c.OpenStream(context.Background())
-			if err != nil {
-				b.Fatal(err)
-			}
-			r, err := s.AcceptStream(context.Background())
-			if err != nil {
-				b.Fatal(err)
-			}
+			w, r := streamPairOf(b, c, s)
 			const perOp = 256 << 10
-			move := func(total int) {
-				done := make(chan error, 1)
-				go func() {
-					_, err := io.CopyN(io.Discard, r, int64(total))
-					done <- err
-				}()
-				for off := 0; off < total; off += bulkChunk {
-					i := off % len(data)
-					if _, err := w.Write(data[i:min(i+bulkChunk, i+total-off, len(data))]); err != nil {
-						b.Fatal(err)
-					}
-				}
-				if err := <-done; err != nil {
-					b.Fatal(err)
-				}
-			}
-			move(8 << 20) // warm up: windows tune themselves
+			move(b, w, r, data, 8<<20) // warm up: windows tune themselves
 			b.SetBytes(perOp)
 			b.ResetTimer()
-			move(b.N * perOp)
+			move(b, w, r, data, b.N*perOp)
 			b.StopTimer()
 			b.ReportMetric(float64(b.N*perOp)/b.Elapsed().Seconds()/float64(cfg.Rate), "xlink")
 		})

@@ -8,13 +8,18 @@
 // to http.Server.Serve or grpc.Server.Serve as is.
 //
 // Every session runs exactly two goroutines, a reader and a writer, which
-// exit when the session closes. Writes are zero-copy: Stream.Write hands
-// the caller's slice to the writer, which sends it with vectored writes,
-// and returns once the bytes are on the connection. Received data is
-// buffered per stream, bounded by flow-control windows that tune
-// themselves to the connection's bandwidth-delay product, and by a
-// session-wide window (Config.MaxSessionWindow) that bounds the memory all
-// streams of a session can hold.
+// exit when the session closes (plus a keepalive timer). Writes are
+// zero-copy: Stream.Write queues the caller's slice for the write
+// scheduler, which sends it with vectored writes — from the calling
+// goroutine itself when the connection is idle, else from the writer —
+// and returns once the bytes are on the connection. Reads copy at most
+// once: a DATA payload for a stream whose Read is waiting goes from the
+// socket straight into the Read's buffer; otherwise it is kept in the
+// buffer it was read into until a Read copies it out. Received data is
+// bounded by flow-control windows that tune themselves to the path's
+// bandwidth-delay product (for paths with a round trip of 500 µs or
+// more), and by a session-wide window (Config.MaxSessionWindow) that
+// bounds the memory all streams of a session can hold.
 //
 // All methods of Session and Stream are safe for concurrent use by
 // multiple goroutines, as net.Conn and net.Listener require.
