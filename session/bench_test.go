@@ -340,16 +340,18 @@ func BenchmarkOpenEchoClose(b *testing.B) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "streams/s")
 }
 
+// Experiment knobs for the benchmarks, used to choose the defaults
+// recorded in BENCHMARKS.md: BRAID_BATCH (bytes per vectored write),
+// BRAID_LOWAT (TCP_NOTSENT_LOWAT), BRAID_YIELD and BRAID_DIRECT (0 or 1),
+// and BRAID_MAXWIN / BRAID_INITWIN (see benchConfig). Unset, the
+// package defaults apply.
 func init() {
-	if v := os.Getenv("BRAID_BATCH"); v != "" {
-		maxBatch, _ = strconv.Atoi(v)
+	if v, err := strconv.Atoi(os.Getenv("BRAID_BATCH")); err == nil && v > 0 {
+		maxBatch = v
 	}
-	if v := os.Getenv("BRAID_LOWAT"); v != "" {
-		notSentLowat, _ = strconv.Atoi(v)
+	if v, err := strconv.Atoi(os.Getenv("BRAID_LOWAT")); err == nil && v >= 0 {
+		notSentLowat = v
 	}
-}
-
-func init() {
 	if v := os.Getenv("BRAID_YIELD"); v != "" {
 		yieldAfterFrame = v == "1"
 	}
