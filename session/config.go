@@ -65,6 +65,11 @@ type Config struct {
 	// ConnectionWriteTimeout bounds one write to the connection; a peer
 	// that stops reading for this long ends the session. Default 10 s.
 	ConnectionWriteTimeout time.Duration
+	// StreamCloseTimeout bounds how long a stream closed by this side
+	// waits for the peer to close its side; then the stream is reset
+	// (CANCEL) and forgotten, so a peer that never closes cannot pin
+	// streams. Default 5 minutes; negative waits forever.
+	StreamCloseTimeout time.Duration
 	// Compression asks for payload compression. Default CompressionNone.
 	// A session compresses only if both sides ask for the same algorithm
 	// (Session.Compression, Stats.Compression say what was agreed).
@@ -89,6 +94,7 @@ const (
 	defaultKeepAliveTimeout    = 30 * time.Second
 	defaultHandshakeTimeout    = 10 * time.Second
 	defaultWriteTimeout        = 10 * time.Second
+	defaultStreamCloseTimeout  = 5 * time.Minute
 )
 
 // DefaultConfig returns a new Config holding the defaults. It is safe to
@@ -105,6 +111,7 @@ func DefaultConfig() *Config {
 		KeepAliveTimeout:       defaultKeepAliveTimeout,
 		HandshakeTimeout:       defaultHandshakeTimeout,
 		ConnectionWriteTimeout: defaultWriteTimeout,
+		StreamCloseTimeout:     defaultStreamCloseTimeout,
 		CompressionLevel:       CompressionFastest,
 	}
 }
@@ -138,6 +145,9 @@ func (c *Config) withDefaults() (Config, error) {
 	}
 	if v.HandshakeTimeout == 0 {
 		v.HandshakeTimeout = defaultHandshakeTimeout
+	}
+	if v.StreamCloseTimeout == 0 {
+		v.StreamCloseTimeout = defaultStreamCloseTimeout
 	}
 	if v.CompressionLevel == 0 {
 		v.CompressionLevel = CompressionFastest

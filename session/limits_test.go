@@ -557,3 +557,22 @@ var raceEnabled = func() bool {
 	}
 	return false
 }()
+
+// TestStreamCloseTimeout: a stream closed here whose peer never closes
+// its side is reset after StreamCloseTimeout and leaves the table.
+func TestStreamCloseTimeout(t *testing.T) {
+	c, s := sessionPair(t, &Config{StreamCloseTimeout: 100 * time.Millisecond}, nil)
+	st := open(t, c)
+	peer := accept(t, s)
+	st.Close()
+	if c.NumStreams() != 1 {
+		t.Fatalf("NumStreams = %d right after Close, want 1 (the peer has not closed)", c.NumStreams())
+	}
+	eventually(t, "the closed stream to be forgotten", func() bool { return c.NumStreams() == 0 })
+	buf := make([]byte, 1)
+	eventually(t, "the peer to see the reset", func() bool {
+		_, err := peer.Write(buf)
+		var se *StreamError
+		return errors.As(err, &se) && se.Code == uint32(frame.Cancel) && se.Remote
+	})
+}

@@ -466,7 +466,27 @@ func (st *Stream) Close() error {
 	}
 	st.maybeRemove()
 	st.cond.Broadcast()
+	if !st.removed && s.cfg.StreamCloseTimeout > 0 && s.closeErr == nil {
+		// The peer has not closed its side yet; give it a while.
+		time.AfterFunc(s.cfg.StreamCloseTimeout, st.closeTimedOut)
+	}
 	return nil
+}
+
+// closeTimedOut resets a stream closed here whose peer never closed its
+// side within Config.StreamCloseTimeout.
+func (st *Stream) closeTimedOut() {
+	s := st.sess
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if st.removed || st.resetErr != nil || s.closeErr != nil {
+		return
+	}
+	s.log.Debug("braid: stream close timed out; resetting", "stream", st.ms.ID)
+	st.resetErr = &StreamError{Code: uint32(frame.Cancel)}
+	s.sched.PushControl(&frame.Frame{Type: frame.Reset, StreamID: st.ms.ID, ErrorCode: frame.Cancel})
+	s.wake()
+	st.abort()
 }
 
 // Reset aborts the stream in both directions: unsent and unread data is
