@@ -83,6 +83,6 @@ func (e *ProtocolError) Error() string {
 	return fmt.Sprintf("braid: protocol error: %v: %s", e.Code, e.Reason)
 }
 
-// timeoutError is returned when a deadline passes. It is
+// errTimeout is returned when a deadline passes. It is
 // os.ErrDeadlineExceeded itself, which has Timeout() == true.
 var errTimeout error = os.ErrDeadlineExceeded

@@ -73,13 +73,12 @@ type Session struct {
 }
 
 type peerSettings struct {
-	initialWindow  uint32
-	maxFrameSize   uint32
-	maxIncoming    uint32
-	sessionWindow  uint32
-	maxPayload     int // DATA payload bytes per frame we send
-	acceptBacklog  int // opened-but-unaccepted streams the peer allows; 0 = any
-	compressionOff []frame.Compression
+	initialWindow uint32
+	maxFrameSize  uint32
+	maxIncoming   uint32
+	sessionWindow uint32
+	maxPayload    int // DATA payload bytes per frame we send
+	acceptBacklog int // opened-but-unaccepted streams the peer allows; 0 = any
 }
 
 // Compile-time interface checks.
@@ -205,7 +204,6 @@ func (s *Session) handshake() error {
 	p.sessionWindow = h.SessionWindow
 	p.acceptBacklog = int(min(h.AcceptBacklog, maxStreamID))
 	p.maxPayload = int(p.maxFrameSize) - frame.MaxDataOverhead
-	p.compressionOff = append([]frame.Compression(nil), h.Compression...)
 	comp := s.negotiate(h.Compression)
 
 	var enc *zstd.Encoder

@@ -40,7 +40,7 @@ type Stream struct {
 	creditWait bool // a compressing Write waits for session credit
 	resetErr   error
 	incoming   bool // opened by the peer
-	unacked    bool // opened here; the peer\'s application has not accepted it
+	unacked    bool // opened here; the peer's application has not accepted it
 	writing    bool // a Write holds the write turn
 	wantFin    bool // CloseWrite during a Write: FIN when it ends
 	writeDone  bool // CloseWrite or Close called
