@@ -26,7 +26,9 @@
 // # Window updates
 //
 // The receiver issues a WINDOW_UPDATE once the bytes consumed but not yet
-// re-advertised reach 1/UpdateDivisor of the window. The delta brings the
+// re-advertised reach 1/UpdateDivisor of the window (1/ShortPathUpdateDivisor
+// when no round-trip time is given: a path too short to tune on, where
+// fewer updates matter more than credit in flight). The delta brings the
 // peer's credit, counted from what the application has consumed, back up
 // to the full (possibly grown) window.
 //

@@ -70,7 +70,7 @@ func (w *RecvWindow) Receive(n int) error {
 // send now, or 0 if none is due.
 //
 // An update is due once the bytes consumed but not yet re-advertised reach
-// Window()/UpdateDivisor. Before computing it, Consume applies the
+// Window()/UpdateDivisor (Window()/ShortPathUpdateDivisor if rtt <= 0). Before computing it, Consume applies the
 // auto-tuning rule (package doc), which may double the window, paying for
 // the growth from b. rtt is the current round-trip estimate; rtt <= 0 means
 // unknown, and then the window does not grow. b may be nil: no growth.
@@ -85,13 +85,30 @@ func (w *RecvWindow) Consume(n int, now time.Time, rtt time.Duration, b *Budget)
 	w.consumed += uint64(n)
 	// granted <= consumed + window, so this does not underflow.
 	pending := w.consumed + uint64(w.window) - w.granted
-	if pending == 0 || pending < uint64(w.window/UpdateDivisor) {
+	if pending == 0 || pending < uint64(w.window/updateDivisor(rtt)) {
 		return 0
 	}
 	w.tune(now, rtt, b)
 	delta := w.consumed + uint64(w.window) - w.granted // <= window <= MaxWindow
 	w.granted += delta
 	return uint32(delta)
+}
+
+// UpdateDue reports whether Consume(n, now, rtt, b) would return a window
+// update, so a caller can skip reading the clock when none is due. It
+// changes nothing.
+func (w *RecvWindow) UpdateDue(n int, rtt time.Duration) bool {
+	pending := w.consumed + uint64(n) + uint64(w.window) - w.granted
+	return pending != 0 && pending >= uint64(w.window/updateDivisor(rtt))
+}
+
+// updateDivisor is UpdateDivisor, or ShortPathUpdateDivisor when rtt is
+// not positive.
+func updateDivisor(rtt time.Duration) uint32 {
+	if rtt <= 0 {
+		return ShortPathUpdateDivisor
+	}
+	return UpdateDivisor
 }
 
 // tune applies the auto-tuning rule at a window update.

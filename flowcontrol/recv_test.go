@@ -102,10 +102,15 @@ func TestRecvWindowUpdateThreshold(t *testing.T) {
 				if err := w.Receive(s.receive); err != nil {
 					t.Fatalf("step %d: %v", i, err)
 				}
+				due := w.UpdateDue(s.consume, time.Millisecond)
 				// Instant drain, known RTT, a budget: growth is only
 				// ruled out by max == initial.
-				if got := w.Consume(s.consume, t0, time.Millisecond, &b); got != s.wantDelta {
+				got := w.Consume(s.consume, t0, time.Millisecond, &b)
+				if got != s.wantDelta {
 					t.Fatalf("step %d: Consume(%d) = %d, want %d", i, s.consume, got, s.wantDelta)
+				}
+				if due != (got != 0) {
+					t.Fatalf("step %d: UpdateDue(%d) = %v, but Consume returned %d", i, s.consume, due, got)
 				}
 				if w.Granted() != w.Received()+uint64(w.Credit()) {
 					t.Fatalf("step %d: Granted %d != Received %d + Credit %d", i, w.Granted(), w.Received(), w.Credit())
@@ -357,5 +362,24 @@ func TestRecvWindowNoGrowthWithBacklog(t *testing.T) {
 				t.Fatalf("window %d after consuming 600 of %d received, want %d", w.Window(), tt.received, tt.want)
 			}
 		})
+	}
+}
+
+// Without an RTT (a path too short to tune on) updates wait for half the
+// window rather than a quarter.
+func TestRecvWindowShortPathThreshold(t *testing.T) {
+	w := NewRecvWindow(1000, 1000, t0)
+	if err := w.Receive(1000); err != nil {
+		t.Fatal(err)
+	}
+	if w.UpdateDue(499, 0) || !w.UpdateDue(500, 0) || !w.UpdateDue(250, time.Millisecond) {
+		t.Fatalf("UpdateDue(499, 0) %v, UpdateDue(500, 0) %v, UpdateDue(250, 1ms) %v; want false, true, true",
+			w.UpdateDue(499, 0), w.UpdateDue(500, 0), w.UpdateDue(250, time.Millisecond))
+	}
+	if d := w.Consume(499, t0, 0, nil); d != 0 {
+		t.Fatalf("Consume(499) with no RTT = %d, want 0", d)
+	}
+	if d := w.Consume(1, t0, 0, nil); d != 500 {
+		t.Fatalf("Consume(1) at half the window = %d, want 500", d)
 	}
 }

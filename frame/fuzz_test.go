@@ -6,6 +6,7 @@ import (
 	"io"
 	"math"
 	"math/rand/v2"
+	"os"
 	"testing"
 	"testing/iotest"
 
@@ -212,21 +213,55 @@ func FuzzReadFrameHeader(f *testing.F) {
 }
 
 // checkSplitReader compares ReadFrameHeader+ReadPayload with ReadFrame
-// over the same bytes.
+// over the same bytes. The split reader gets its input a few bytes at a
+// time, with a timeout every few reads (which it must survive, losing nothing),
+// and reads each payload in two parts.
 func checkSplitReader(t *testing.T, data []byte, max uint32, minSplit int) {
 	t.Helper()
 	whole := frame.NewReader(bytes.NewReader(data), max)
-	split := frame.NewReader(iotest.OneByteReader(bytes.NewReader(data)), max)
+	split := frame.NewReader(&timeoutReader{r: bytes.NewReader(data)}, max)
+	split.SetReadAhead(minSplit * 37) // 2 KiB to 64 KiB as minSplit varies
+	// retry calls read until it fails with something other than a timeout.
+	retry := func(read func() error) error {
+		for range len(data) + 10 { // a timeout at most every third call
+			if err := read(); !errors.Is(err, os.ErrDeadlineExceeded) {
+				return err
+			}
+		}
+		t.Fatal("no progress: the Reader keeps timing out")
+		return nil
+	}
 	for i := 0; ; i++ {
 		want, werr := whole.ReadFrame()
-		got, plen, gerr := split.ReadFrameHeader(minSplit)
+		var got *frame.Frame
+		var plen int
+		gerr := retry(func() (err error) {
+			got, plen, err = split.ReadFrameHeader(minSplit)
+			return err
+		})
 		if gerr == nil && plen > 0 {
 			if got.Payload != nil {
 				t.Fatalf("frame %d: header-only frame has a payload", i)
 			}
+			hdr := *got
 			p := make([]byte, plen)
-			gerr = split.ReadPayload(p)
+			off := 0
+			for _, part := range []int{plen / 2, plen - plen/2} {
+				end := off + part
+				gerr = retry(func() error {
+					n, err := split.ReadPayload(p[off:end])
+					off += n
+					return err
+				})
+				if gerr != nil {
+					break
+				}
+			}
 			if gerr == nil {
+				if split.Pending() != 0 {
+					t.Fatalf("frame %d: %d payload bytes pending after reading all", i, split.Pending())
+				}
+				got = &hdr
 				got.Payload = p
 			}
 		}
@@ -243,6 +278,23 @@ func checkSplitReader(t *testing.T, data []byte, max uint32, minSplit int) {
 			t.Fatalf("frame %d: ReadFrame %v, split %v", i, want, got)
 		}
 	}
+}
+
+// timeoutReader fails every third Read with os.ErrDeadlineExceeded, as a
+// connection does whose read deadline was moved into the past, and
+// returns the others' bytes in pieces of 1 to 29 bytes, so frames are
+// cut at every point.
+type timeoutReader struct {
+	r     io.Reader
+	calls int
+}
+
+func (t *timeoutReader) Read(p []byte) (int, error) {
+	t.calls++
+	if t.calls%3 == 0 {
+		return 0, os.ErrDeadlineExceeded
+	}
+	return t.r.Read(p[:min(len(p), 1+t.calls%29)])
 }
 
 func TestReadFrameHeaderMatchesReadFrame(t *testing.T) {
@@ -268,7 +320,45 @@ func TestReadFrameHeaderMatchesReadFrame(t *testing.T) {
 	if _, err := rd.ReadFrame(); err == nil {
 		t.Fatal("ReadFrame with a payload pending succeeded")
 	}
-	if err := rd.ReadPayload(make([]byte, 10)); err == nil {
-		t.Fatal("ReadPayload of the wrong length succeeded")
+	if _, err := rd.ReadPayload(make([]byte, 4001)); err == nil {
+		t.Fatal("ReadPayload beyond the payload succeeded")
+	}
+}
+
+// ReadFrame, too, resumes a frame after a timeout.
+func TestReadFrameResumesAfterTimeout(t *testing.T) {
+	r := rand.New(rand.NewPCG(13, 14))
+	var data []byte
+	var want []string
+	for range 500 {
+		fr := randFrame(r)
+		data = fr.Append(data)
+		want = append(want, fr.String())
+	}
+	rd := frame.NewReader(&timeoutReader{r: bytes.NewReader(data)}, frame.MaxMaxFrameSize)
+	timeouts := 0
+	for i := 0; i < len(want); {
+		f, err := rd.ReadFrame()
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			timeouts++
+			continue
+		}
+		if err != nil {
+			t.Fatalf("frame %d: %v", i, err)
+		}
+		if f.String() != want[i] {
+			t.Fatalf("frame %d: got %v, want %v", i, f, want[i])
+		}
+		i++
+	}
+	_, err := rd.ReadFrame()
+	for errors.Is(err, os.ErrDeadlineExceeded) {
+		_, err = rd.ReadFrame()
+	}
+	if !errors.Is(err, io.EOF) {
+		t.Fatalf("after the last frame: %v, want io.EOF", err)
+	}
+	if timeouts == 0 {
+		t.Fatal("no read timed out: the test tests nothing")
 	}
 }

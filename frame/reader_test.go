@@ -384,3 +384,27 @@ func TestBufferPool(t *testing.T) {
 		frame.GetBuffer(frame.MaxMaxFrameSize + 1)
 	}()
 }
+
+func TestReaderNextLen(t *testing.T) {
+	small := frame.Frame{Type: frame.Ping, Opaque: 7}
+	big := frame.Frame{StreamID: 1, Payload: make([]byte, 5000)}
+	wire := big.Append(small.Append(nil))
+	rd := frame.NewReader(bytes.NewReader(wire), frame.MaxMaxFrameSize)
+	if n := rd.NextLen(); n != -1 {
+		t.Fatalf("NextLen before any read = %d, want -1", n)
+	}
+	rd.SetReadAhead(64 << 10) // the first read takes in both frames
+	if _, err := rd.ReadFrame(); err != nil {
+		t.Fatal(err)
+	}
+	want := len(wire) - len(small.Append(nil)) - 2 // big's body: its prefix is 2 bytes
+	if n := rd.NextLen(); n != want {
+		t.Fatalf("NextLen with the next frame buffered = %d, want %d", n, want)
+	}
+	if _, n, err := rd.ReadFrameHeader(1); err != nil || n != 5000 {
+		t.Fatalf("ReadFrameHeader: %d, %v", n, err)
+	}
+	if n := rd.NextLen(); n != -1 {
+		t.Fatalf("NextLen with a payload unread = %d, want -1", n)
+	}
+}

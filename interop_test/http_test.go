@@ -174,11 +174,17 @@ func TestHTTPKeepAlive(t *testing.T) {
 			t.Error("16 concurrent requests reused one connection")
 		}
 	}
-	if opened := cs.Stats().StreamsOpened; int64(opened) != 1+newConns.Load() {
-		t.Errorf("streams opened %d, connections used %d", opened, 1+newConns.Load())
+	// Every connection is a stream. net/http may dial one more than a
+	// round ends up using (a request waiting for a connection takes
+	// whichever comes first, a new one or one freed by another request;
+	// the other goes to the idle pool), so streams can outnumber the
+	// connections requests ran on, but not the 16 a round can need.
+	opened := int64(cs.Stats().StreamsOpened)
+	if opened < 1+newConns.Load() {
+		t.Errorf("streams opened %d, fewer than the %d connections used", opened, 1+newConns.Load())
 	}
-	if max := int64(1 + 16); 1+newConns.Load() > max {
-		t.Errorf("%d connections for at most 16 concurrent requests: idle connections were not reused", 1+newConns.Load())
+	if max := int64(1 + 16); opened > max {
+		t.Errorf("%d streams opened for at most 16 concurrent requests: idle connections were not reused", opened)
 	}
 }
 

@@ -342,7 +342,8 @@ func BenchmarkOpenEchoClose(b *testing.B) {
 
 // Experiment knobs for the benchmarks, used to choose the defaults
 // recorded in BENCHMARKS.md: BRAID_BATCH (bytes per vectored write),
-// BRAID_LOWAT (TCP_NOTSENT_LOWAT), BRAID_YIELD and BRAID_DIRECT (0 or 1),
+// BRAID_LOWAT (TCP_NOTSENT_LOWAT), BRAID_YIELD, BRAID_DIRECT and
+// BRAID_SHAREREADS (0 or 1),
 // and BRAID_MAXWIN / BRAID_INITWIN (see benchConfig). Unset, the
 // package defaults apply.
 func init() {
@@ -357,6 +358,9 @@ func init() {
 	}
 	if v := os.Getenv("BRAID_DIRECT"); v != "" {
 		directWrites = v == "1"
+	}
+	if v := os.Getenv("BRAID_SHAREREADS"); v != "" {
+		shareReads = v == "1"
 	}
 }
 

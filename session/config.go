@@ -40,7 +40,7 @@ type Config struct {
 	// once; more are refused. Default 8192.
 	MaxIncomingStreams int
 	// InitialStreamWindow is the receive window, in bytes, each stream
-	// starts with. Default 256 KiB; at least 1 KiB.
+	// starts with. Default 320 KiB; at least 1 KiB.
 	InitialStreamWindow uint32
 	// MaxStreamWindow caps the auto-tuned receive window of one stream.
 	// Default 16 MiB.
@@ -86,7 +86,7 @@ type Config struct {
 const (
 	defaultAcceptBacklog       = 256
 	defaultMaxIncomingStreams  = 8192
-	defaultInitialStreamWindow = 256 << 10
+	defaultInitialStreamWindow = 320 << 10
 	defaultMaxStreamWindow     = 16 << 20
 	defaultMaxSessionWindow    = 64 << 20
 	defaultMaxFrameSize        = 64 << 10

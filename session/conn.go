@@ -1,11 +1,8 @@
 package session
 
 import (
-	"errors"
 	"fmt"
-	"io"
 	"net"
-	"runtime"
 	"time"
 
 	"github.com/braidmux/braid/frame"
@@ -13,10 +10,10 @@ import (
 )
 
 // This file is the seam between the session and its connection: the
-// writer goroutine (the only code that writes to conn) and the reader
-// goroutine (the only code that reads it). Stream state never refers to
-// the connection, so a later version can swap the connection under a live
-// session.
+// writer goroutine, which writes batches to conn (as does a Write that
+// finds the connection idle), and the frame handlers; read.go has the
+// reading side. Stream state never refers to the connection, so a later
+// version can swap the connection under a live session.
 
 // maxBatch is how many bytes the writer hands to one vectored write. A
 // control frame or a small message queued during a write waits for at
@@ -26,8 +23,9 @@ var maxBatch = 128 << 10
 // directWrites lets Stream.Write write to an idle connection itself.
 var directWrites = true
 
-// yieldAfterFrame makes the reader goroutine yield after a frame when its
-// next read would be a system call (see readLoop).
+// yieldAfterFrame makes the goroutine reading the connection yield after a
+// frame that woke another goroutine waiting for a message (see readOne in
+// read.go).
 var yieldAfterFrame = true
 
 // notSentLowat is the TCP_NOTSENT_LOWAT set on TCP connections: at most
@@ -169,110 +167,6 @@ func (s *Session) writeDirect() {
 	s.wake()
 }
 
-// readLoop is the reader goroutine: it decodes frames and applies them.
-// It exits on a read error or when the session ends.
-func (s *Session) readLoop() {
-	defer s.wg.Done()
-	defer s.rd.Close()
-	for {
-		f, plen, err := s.rd.ReadFrameHeader(directMin)
-		if err == nil && plen > 0 {
-			err = s.readPayload(f, plen)
-		}
-		if err != nil {
-			s.mu.Lock()
-			switch {
-			case s.closeErr != nil:
-			case errors.Is(err, frame.ErrFrameTooLarge):
-				s.fail(frame.FrameSizeError, err.Error())
-			case errors.Is(err, frame.ErrMalformed):
-				s.fail(frame.ProtocolError, err.Error())
-			case errors.Is(err, io.EOF):
-				s.shutdown(errors.New("connection closed by peer"), false)
-			default:
-				s.shutdown(fmt.Errorf("reading from connection: %w", err), false)
-			}
-			s.mu.Unlock()
-			return
-		}
-		s.stats.framesRecv.Add(1)
-		s.stats.bytesRecv.Store(s.rd.BytesRead())
-		s.mu.Lock()
-		if s.closeErr == nil && plen == 0 {
-			s.handle(f)
-		}
-		done := s.closeErr != nil
-		s.mu.Unlock()
-		if done {
-			return
-		}
-		if yieldAfterFrame && s.rd.Buffered() == 0 {
-			// A goroutine this frame woke (a reader of a stream) is next
-			// in line on this P. The next ReadFrame would make a read
-			// system call; yield first so the woken goroutine runs now
-			// rather than after that call (and after whatever a bulk
-			// stream has queued in the socket meanwhile).
-			runtime.Gosched()
-		}
-	}
-}
-
-// directMin is the smallest DATA payload the reader reads apart from its
-// header: straight into a blocked Read's buffer when there is one (no
-// copy at all in user space), or into a buffer of its own that the
-// stream keeps. Smaller payloads are read with their frame and copied.
-const directMin = smallPayload
-
-// readPayload reads the payload of the DATA frame f, whose header the
-// reader has read, and applies the frame. If the stream's reader is
-// blocked in Read with room for the whole payload and nothing buffered
-// before it, the payload goes straight into the Read's buffer. Otherwise
-// it goes into a pooled buffer handed to handleData. It returns only
-// connection errors.
-func (s *Session) readPayload(f *frame.Frame, plen int) error {
-	s.mu.Lock()
-	st := s.streams[f.StreamID]
-	if st != nil && s.closeErr == nil && f.Flags&(frame.FlagCompressed|frame.FlagSYN) == 0 &&
-		len(st.rwait) >= plen && st.rbuf.len() == 0 && st.resetErr == nil && !st.remoteFin && !st.closed &&
-		int64(plen) <= st.recvWin.Credit() && int64(plen) <= s.recvWin.Credit() {
-		dst := st.rwait[:plen]
-		st.rwait = nil
-		st.filling = true
-		s.mu.Unlock()
-		err := s.rd.ReadPayload(dst)
-		s.mu.Lock()
-		st.filling = false
-		if err == nil {
-			s.recvWin.Receive(plen) // cannot fail: checked above
-			st.recvWin.Receive(plen)
-			s.stats.dataRecv.Add(uint64(plen))
-			st.direct = plen
-			if f.Flags.Has(frame.FlagFIN) {
-				st.remoteFin = true
-				st.maybeRemove()
-			}
-		}
-		st.cond.Broadcast()
-		s.mu.Unlock()
-		return err
-	}
-	s.mu.Unlock()
-	buf := frame.GetBuffer(plen)
-	if err := s.rd.ReadPayload(*buf); err != nil {
-		frame.PutBuffer(buf)
-		return err
-	}
-	f.Payload = *buf
-	s.mu.Lock()
-	if s.closeErr == nil {
-		s.handleData(f, buf)
-	} else {
-		frame.PutBuffer(buf)
-	}
-	s.mu.Unlock()
-	return nil
-}
-
 // isPeerID reports whether id has the parity of streams the peer opens.
 func (s *Session) isPeerID(id uint32) bool { return (id%2 == 1) != s.client }
 
@@ -398,7 +292,6 @@ func (s *Session) handleData(f *frame.Frame, owned *[]byte) {
 		return
 	}
 	s.stats.dataRecv.Add(uint64(n))
-	now := time.Now()
 	st := s.streams[id]
 	if f.Flags.Has(frame.FlagSYN) {
 		if st != nil || !s.isPeerID(id) || id <= s.lastPeerID || id > maxStreamID {
@@ -410,7 +303,7 @@ func (s *Session) handleData(f *frame.Frame, owned *[]byte) {
 			s.stats.refused.Add(1)
 			s.sched.PushControl(&frame.Frame{Type: frame.Reset, StreamID: id, ErrorCode: frame.RefusedStream})
 			s.wake()
-			if s.consumeSession(n, now) {
+			if s.consumeSession(n) {
 				s.wake()
 			}
 			return
@@ -422,18 +315,19 @@ func (s *Session) handleData(f *frame.Frame, owned *[]byte) {
 		s.acceptQ = append(s.acceptQ, st)
 		s.stats.streamsAccepted.Add(1)
 		s.signalAccept()
+		s.woke(nil, true)
 	} else if st == nil {
 		if s.neverOpened(id) {
 			s.fail(frame.ProtocolError, fmt.Sprintf("DATA for stream %d that was never opened", id))
 			return
 		}
-		if s.consumeSession(n, now) { // a stream already gone: data in flight
+		if s.consumeSession(n) { // a stream already gone: data in flight
 			s.wake()
 		}
 		return
 	}
 	if st.remoteFin {
-		if s.consumeSession(n, now) {
+		if s.consumeSession(n) {
 			s.wake()
 		}
 		st.resetErr = &StreamError{Code: uint32(frame.StreamClosed)}
@@ -465,6 +359,7 @@ func (s *Session) handleData(f *frame.Frame, owned *[]byte) {
 		st.maybeRemove()
 	}
 	st.cond.Broadcast()
+	s.woke(st, n < smallPayload)
 }
 
 func (s *Session) handleWindowUpdate(f *frame.Frame) {
@@ -500,5 +395,6 @@ func (s *Session) handleWindowUpdate(f *frame.Frame) {
 	}
 	s.sched.AddCredit(&st.ms, int64(f.WindowDelta))
 	st.cond.Broadcast() // a Write blocked on credit may send itself
+	s.woke(st, false)
 	s.wake()
 }

@@ -8,14 +8,25 @@
 // to http.Server.Serve or grpc.Server.Serve as is.
 //
 // Every session runs exactly two goroutines, a reader and a writer, which
-// exit when the session closes (plus a keepalive timer). Writes are
+// exit when the session closes (plus timer callbacks: keepalive, deadlines,
+// and handing an idle connection to the reader). Writes are
 // zero-copy: Stream.Write queues the caller's slice for the write
 // scheduler, which sends it with vectored writes — from the calling
 // goroutine itself when the connection is idle, else from the writer —
-// and returns once the bytes are on the connection. Reads copy at most
-// once: a DATA payload for a stream whose Read is waiting goes from the
-// socket straight into the Read's buffer; otherwise it is kept in the
-// buffer it was read into until a Read copies it out. Received data is
+// and returns once the bytes are on the connection. Reading works the
+// same way round: a goroutine that blocks waiting for the peer (a Read
+// with no data, a Write with no flow-control credit) reads and applies
+// frames from the connection itself when no other goroutine is, so the
+// goroutine the kernel wakes is the one that needs the frame, as with a
+// plain TCP connection; the reader goroutine reads only while nobody else
+// waits. Reads copy at most once: a DATA payload for a stream whose Read
+// is waiting goes from the socket straight into the Read's buffer;
+// otherwise it is kept in the buffer it was read into until a Read copies
+// it out. A Read or Write blocked reading the connection still returns at
+// once when its deadline passes or its stream is closed (the session
+// moves the connection's read deadline to interrupt it, so the
+// connection must support read deadlines for this; one that does not is
+// read by the reader goroutine alone). Received data is
 // bounded by flow-control windows that tune themselves to the path's
 // bandwidth-delay product (for paths with a round trip of 500 µs or
 // more), and by a session-wide window (Config.MaxSessionWindow) that

@@ -317,7 +317,7 @@ func TestSlowReaderIsolation(t *testing.T) {
 	go func() { n, err := a.Write(make([]byte, 64<<20)); wc <- result{n: n, err: err, write: true} }()
 	eventually(t, "stream A's window to fill", func() bool {
 		st := c.Stats()
-		return st.FlowControlBlocked > 0 || st.DataSent >= 256<<10
+		return st.FlowControlBlocked > 0 || st.DataSent >= uint64(DefaultConfig().InitialStreamWindow)
 	})
 
 	// Stream B: 32 MiB with a checksum.

@@ -27,7 +27,7 @@ type Session struct {
 	cfg    Config
 	client bool
 	log    *slog.Logger
-	rd     *frame.Reader // owned by the reader goroutine after the handshake
+	rd     *frame.Reader // used by the holder of the read token (read.go) after the handshake
 
 	peer        peerSettings
 	compression frame.Compression
@@ -61,13 +61,31 @@ type Session struct {
 	writeErr    error     // the connection write that failed, if one did
 	cw          connWriter
 
-	kick     chan struct{} // wakes the writer; capacity 1
-	acceptCh chan struct{} // signals AcceptStream; capacity 1
-	openCh   chan struct{} // signals OpenStream waiting for backlog room; capacity 1
-	unacked  int           // streams we opened that the peer has not accepted yet
-	done     chan struct{} // closed when the session has ended
-	wg       sync.WaitGroup
-	kaTimer  *time.Timer
+	kick chan struct{} // wakes the writer; capacity 1
+
+	// The read token (read.go).
+	rdBusy              bool          // someone holds it
+	rdApp               bool          // the holder is an application goroutine
+	rdOwner             *Stream       // the stream that holder waits on
+	rdStop              bool          // the holder was interrupted: conn's read deadline is in the past
+	rdShare             bool          // application goroutines may read (conn has read deadlines)
+	rdWant              bool          // the reader goroutine should take the token when it is free
+	rdNeed              int           // goroutines waiting for a frame that do not read themselves
+	rdQueue             []*Stream     // streams with goroutines queued for the token, from rdHead
+	rdHead              int           //
+	rdNext              *Stream       // the stream whose goroutines were woken to take the token
+	rdWoke              int           // wokeNone, wokeSome or wokeUrgent (read.go)
+	rdArmed             bool          // rdIdle is running
+	rdTakes, rdArmTakes uint64        // takeRead calls, and their count when rdIdle was armed
+	rdIdle              *time.Timer   // hands an idle token to the reader goroutine
+	rdKick              chan struct{} // wakes the reader goroutine; capacity 1
+	rx                  rxState       // a payload an interrupt cut short
+	acceptCh            chan struct{} // signals AcceptStream; capacity 1
+	openCh              chan struct{} // signals OpenStream waiting for backlog room; capacity 1
+	unacked             int           // streams we opened that the peer has not accepted yet
+	done                chan struct{} // closed when the session has ended
+	wg                  sync.WaitGroup
+	kaTimer             *time.Timer
 
 	stats statCounters
 }
@@ -110,6 +128,8 @@ func newSession(conn net.Conn, cfg *Config, client bool) (*Session, error) {
 		streams:  make(map[uint32]*Stream),
 		sched:    mux.NewScheduler(0),
 		kick:     make(chan struct{}, 1),
+		rdKick:   make(chan struct{}, 1),
+		rdWant:   true,
 		acceptCh: make(chan struct{}, 1),
 		openCh:   make(chan struct{}, 1),
 		done:     make(chan struct{}),
@@ -173,7 +193,9 @@ func newSession(conn net.Conn, cfg *Config, client bool) (*Session, error) {
 func (s *Session) handshake() error {
 	s.conn.SetReadDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
 	f, err := s.rd.ReadFrame()
-	s.conn.SetReadDeadline(time.Time{})
+	// Application goroutines read the connection too only if an
+	// interrupt can stop them (read.go).
+	share := s.conn.SetReadDeadline(time.Time{}) == nil && shareReads
 	if err != nil {
 		var ne net.Error
 		if errors.As(err, &ne) && ne.Timeout() {
@@ -218,6 +240,7 @@ func (s *Session) handshake() error {
 	}
 
 	s.mu.Lock() // the writer reads these
+	s.rdShare = share
 	s.peer = p
 	s.compression = comp
 	s.enc = enc
@@ -279,15 +302,20 @@ func (s *Session) OpenStream(ctx context.Context) (*Stream, error) {
 		// The peer's accept backlog is full of our streams: wait for
 		// its application to accept some (SPEC.md §5.2) rather than
 		// have the next one refused.
+		s.needFrame()
 		s.mu.Unlock()
+		var err error
 		select {
 		case <-s.openCh:
 		case <-s.done:
 		case <-ctx.Done():
-			s.mu.Lock()
-			return nil, ctx.Err()
+			err = ctx.Err()
 		}
 		s.mu.Lock()
+		s.rdNeed--
+		if err != nil {
+			return nil, err
+		}
 	}
 	id := s.nextID
 	if id > maxStreamID {
@@ -317,8 +345,9 @@ func (s *Session) Open() (net.Conn, error) {
 // AcceptStream waits for and returns the next stream the peer opened. It
 // fails when the session closes or ctx is done.
 func (s *Session) AcceptStream(ctx context.Context) (*Stream, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	for {
-		s.mu.Lock()
 		if len(s.acceptQ) > 0 {
 			st := s.acceptQ[0]
 			s.acceptQ[0] = nil
@@ -333,19 +362,24 @@ func (s *Session) AcceptStream(ctx context.Context) (*Stream, error) {
 				s.sched.PushControl(&frame.Frame{Type: frame.Data, StreamID: st.ms.ID, Flags: frame.FlagACK})
 				s.wake()
 			}
-			s.mu.Unlock()
 			return st, nil
 		}
-		err := s.closeErr
-		s.mu.Unlock()
-		if err != nil {
-			return nil, err
+		if s.closeErr != nil {
+			return nil, s.closeErr
 		}
+		s.needFrame()
+		s.mu.Unlock()
+		var err error
 		select {
 		case <-s.acceptCh:
 		case <-s.done:
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			err = ctx.Err()
+		}
+		s.mu.Lock()
+		s.rdNeed--
+		if err != nil {
+			return nil, err
 		}
 	}
 }
@@ -450,8 +484,14 @@ func (s *Session) Ping(ctx context.Context) (time.Duration, error) {
 	s.pings[id] = ch
 	start := time.Now()
 	s.sched.PushControl(&frame.Frame{Type: frame.Ping, Opaque: id})
+	s.needFrame()
 	s.mu.Unlock()
 	s.wake()
+	defer func() {
+		s.mu.Lock()
+		s.rdNeed--
+		s.mu.Unlock()
+	}()
 	select {
 	case <-ch:
 		return time.Since(start), nil
@@ -527,6 +567,11 @@ func (s *Session) shutdown(cause error, flush bool) {
 	if s.kaTimer != nil {
 		s.kaTimer.Stop()
 	}
+	if s.rdIdle != nil {
+		s.rdIdle.Stop()
+	}
+	s.interruptRead()
+	s.kickReader()
 	for _, st := range s.streams {
 		st.sessionClosed()
 	}

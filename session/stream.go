@@ -33,6 +33,9 @@ type Stream struct {
 	direct  int    // bytes the reader put into rwait, for that Read to return
 	filling bool   // the reader is filling a Read's buffer right now
 
+	rdWaiting int32 // goroutines in waitInput
+	rdQueued  bool  // in sess.rdQueue
+
 	inflight   int  // bytes of ours in a batch being written
 	wrote      int  // bytes of the current Write put on the connection
 	skip       int  // chunks to send uncompressed before trying again
@@ -95,18 +98,24 @@ func (st *Stream) Read(p []byte) (int, error) {
 	s := st.sess
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	// offered: p is offered to the reader goroutine as st.rwait, to fill
-	// directly. Once the reader takes it (st.rwait = nil, st.filling),
-	// this Read must return what the reader put there, and nothing else.
+	// offered: p is offered to the holder of the read token as st.rwait,
+	// to fill directly. Once it takes p (st.rwait = nil, st.filling), this
+	// Read must return what was put there, and nothing else.
 	offered := false
+	holding := false // this Read holds the read token
 	defer func() {
 		if offered && st.rwait != nil {
 			st.rwait = nil
 		}
+		if holding {
+			s.releaseRead()
+		} else {
+			st.doneWaiting()
+		}
 	}()
 	for {
 		if offered && st.filling && st.rwait == nil {
-			st.cond.Wait() // the reader is writing into p: wait for it
+			st.cond.Wait() // another goroutine is writing into p: wait for it
 			continue
 		}
 		if offered && st.direct > 0 {
@@ -114,6 +123,7 @@ func (st *Stream) Read(p []byte) (int, error) {
 			st.direct = 0
 			offered = false
 			if s.consumed(st, n) {
+				holding = st.dropRead(holding)
 				s.flushControl()
 			}
 			return n, nil
@@ -127,13 +137,14 @@ func (st *Stream) Read(p []byte) (int, error) {
 			}
 			if offered {
 				// Withdraw p before anything below can release s.mu
-				// (flushControl may write): the reader must not fill a
-				// buffer this Read is about to return.
+				// (flushControl may write): nobody may fill a buffer
+				// this Read is about to return.
 				st.rwait = nil
 				offered = false
 			}
 			n := st.rbuf.read(p)
 			if s.consumed(st, n) {
+				holding = st.dropRead(holding)
 				s.flushControl()
 			}
 			if st.rbuf.len() > 0 {
@@ -152,10 +163,15 @@ func (st *Stream) Read(p []byte) (int, error) {
 			return 0, errTimeout
 		}
 		if !offered && st.rwait == nil && !st.filling && st.direct == 0 {
-			st.rwait = p // the reader may fill p directly
+			st.rwait = p // the token's holder may fill p directly
 			offered = true
 		}
-		st.cond.Wait()
+		if holding || s.takeRead(st) {
+			holding = true
+			s.readOne()
+			continue
+		}
+		st.waitInput()
 	}
 }
 
@@ -163,15 +179,19 @@ func (st *Stream) Read(p []byte) (int, error) {
 // whether it queued a WINDOW_UPDATE (the caller flushes it). Called with
 // s.mu held.
 func (s *Session) consumed(st *Stream, n int) bool {
-	now := time.Now()
 	queued := false
 	if !st.remoteFin && !st.removed {
-		if d := st.recvWin.Consume(n, now, s.tuneRTT(), &s.budget); d > 0 {
+		rtt := s.tuneRTT()
+		var now time.Time // read only when an update (and tuning) is due
+		if st.recvWin.UpdateDue(n, rtt) {
+			now = time.Now()
+		}
+		if d := st.recvWin.Consume(n, now, rtt, &s.budget); d > 0 {
 			s.sched.PushControl(&frame.Frame{Type: frame.WindowUpdate, StreamID: st.ms.ID, WindowDelta: d})
 			queued = true
 		}
 	}
-	return s.consumeSession(n, now) || queued
+	return s.consumeSession(n) || queued
 }
 
 // flushControl sends queued control frames. If the connection is idle
@@ -207,12 +227,13 @@ func (s *Session) tuneRTT() time.Duration {
 }
 
 // consumeSession returns n bytes of session-window credit, and reports
-// whether it queued a WINDOW_UPDATE. Called with s.mu held.
-func (s *Session) consumeSession(n int, now time.Time) bool {
+// whether it queued a WINDOW_UPDATE. The session window does not tune,
+// so it needs no clock. Called with s.mu held.
+func (s *Session) consumeSession(n int) bool {
 	if n == 0 {
 		return false
 	}
-	if d := s.recvWin.Consume(n, now, 0, nil); d > 0 && s.closeErr == nil {
+	if d := s.recvWin.Consume(n, time.Time{}, 0, nil); d > 0 && s.closeErr == nil {
 		s.sched.PushControl(&frame.Frame{Type: frame.WindowUpdate, StreamID: 0, WindowDelta: d})
 		return true
 	}
@@ -297,6 +318,7 @@ func (st *Stream) transmit(p []byte, framed []byte) (int, error) {
 	s.writeDirect()
 	var blockedAt time.Time
 	var err error
+	holding := false // this Write holds the read token
 	for st.ms.Pending() > 0 || st.inflight > 0 {
 		if err = st.writeErr(); err == nil && st.dl != nil && expired(st.dl.write) {
 			err = errTimeout
@@ -305,13 +327,30 @@ func (st *Stream) transmit(p []byte, framed []byte) (int, error) {
 			break
 		}
 		if framed == nil && st.ms.Pending() > 0 && st.ms.Credit() > 0 && s.sendWin.Available() > 0 && directWrites && !s.connBusy && !s.closing {
+			holding = st.dropRead(holding)
 			s.writeBatch() // credit arrived and the connection is idle
 			continue
 		}
-		if blockedAt.IsZero() && st.ms.Pending() > 0 && (st.ms.Credit() == 0 || s.sendWin.Available() == 0) {
+		if framed != nil || st.ms.Pending() == 0 || (st.ms.Credit() > 0 && s.sendWin.Available() > 0) {
+			holding = st.dropRead(holding) // nobody may wait holding it
+			st.cond.Wait()                 // for the writer
+			continue
+		}
+		// Waiting for credit, which only a frame from the peer brings.
+		if blockedAt.IsZero() {
 			blockedAt = time.Now()
 		}
-		st.cond.Wait()
+		if holding || (st.inflight == 0 && s.takeRead(st)) {
+			holding = true
+			s.readOne()
+			continue
+		}
+		st.waitInput()
+	}
+	if holding {
+		s.releaseRead()
+	} else {
+		st.doneWaiting()
 	}
 	if !blockedAt.IsZero() {
 		s.stats.blockedNanos.Add(int64(time.Since(blockedAt)))
@@ -328,10 +367,13 @@ func (st *Stream) transmit(p []byte, framed []byte) (int, error) {
 			n = len(p) // the one frame went out whole
 			s.stats.dataSent.Add(uint64(n))
 		} else {
-			// Dropped unsent: give the prepaid credit back.
+			// Dropped unsent: give the prepaid credit back. A Write
+			// waiting for session credit may be reading the connection
+			// for it: make it look again.
 			st.sendWin.Add(uint32(len(p)))
 			s.sendWin.Add(uint32(len(p)))
 			s.sched.AddCredit(&st.ms, int64(len(p)))
+			s.interruptRead()
 		}
 	}
 	if n < len(p) && err == nil {
@@ -376,6 +418,7 @@ func (st *Stream) writeCompressed(p []byte) (int, error) {
 		st.skipRun = 0
 		// Wait for credit for the whole chunk, then take it.
 		var err error
+		holding := false // this Write holds the read token
 		for {
 			if err = st.writeErr(); err == nil && st.dl != nil && expired(st.dl.write) {
 				err = errTimeout
@@ -383,9 +426,20 @@ func (st *Stream) writeCompressed(p []byte) (int, error) {
 			if err != nil || (st.sendWin.Available() >= int64(len(chunk)) && s.sendWin.Available() >= int64(len(chunk))) {
 				break
 			}
+			if holding || s.takeRead(st) {
+				holding = true
+				s.readOne()
+				continue
+			}
 			st.creditWait = true
-			st.cond.Wait()
+			st.waitInput()
 			st.creditWait = false
+		}
+		if holding {
+			s.releaseRead()
+			holding = false
+		} else {
+			st.doneWaiting()
 		}
 		if err != nil {
 			frame.PutBuffer(cbuf)
@@ -430,7 +484,7 @@ func (st *Stream) closeWrite() error {
 		return nil
 	}
 	st.writeDone = true
-	st.cond.Broadcast()
+	st.notify()
 	if st.resetErr != nil {
 		return st.resetErr
 	}
@@ -465,7 +519,7 @@ func (st *Stream) Close() error {
 		}
 	}
 	st.maybeRemove()
-	st.cond.Broadcast()
+	st.notify()
 	if !st.removed && s.cfg.StreamCloseTimeout > 0 && s.closeErr == nil {
 		// The peer has not closed its side yet; give it a while.
 		time.AfterFunc(s.cfg.StreamCloseTimeout, st.closeTimedOut)
@@ -516,12 +570,12 @@ func (st *Stream) abort() {
 	s := st.sess
 	s.sched.Remove(&st.ms)
 	if n := st.rbuf.discard(); n > 0 {
-		if s.consumeSession(n, time.Now()) {
+		if s.consumeSession(n) {
 			s.wake()
 		}
 	}
 	st.remove()
-	st.cond.Broadcast()
+	st.notify()
 }
 
 // maybeRemove forgets the stream once both directions are finished.
@@ -595,7 +649,10 @@ func (st *Stream) setDeadline(t time.Time, read, write bool) {
 		st.dl.write = t
 		st.dl.wt = st.arm(st.dl.wt, t)
 	}
-	st.cond.Broadcast() // blocked calls re-check the new deadline
+	// Blocked calls re-check the deadline. One blocked reading the
+	// connection needs no interrupt: the timer, re-armed above, fires at
+	// the new deadline (at once if it has passed) and interrupts it then.
+	st.cond.Broadcast()
 }
 
 // arm (re)starts timer to wake the stream's waiters at t.
@@ -616,6 +673,6 @@ func (st *Stream) arm(timer *time.Timer, t time.Time) *time.Timer {
 
 func (st *Stream) wakeAll() {
 	st.sess.mu.Lock()
-	st.cond.Broadcast()
+	st.notify()
 	st.sess.mu.Unlock()
 }
