@@ -255,10 +255,7 @@ func TestReadTokenWriteWaitsForCredit(t *testing.T) {
 		done <- err
 	}()
 	fp.waitFor("the first window's worth of data", func() bool { return fp.data[1] == 4096 })
-	eventually(t, "the blocked Write to take the read token", func() bool {
-		h, app := holder(fp.sess)
-		return h == st && app
-	})
+	waitHolder(t, fp, st) // the blocked Write takes the read token
 	if err := fp.write(frame.Frame{Type: frame.WindowUpdate, StreamID: 1, WindowDelta: 8192}); err != nil {
 		t.Fatal(err)
 	}
