@@ -50,8 +50,14 @@ import (
 var shareReads = true
 
 // readIdleDelay is how long the read token may stay free before the
-// reader goroutine takes it, when nobody is waiting for a frame.
-const readIdleDelay = time.Millisecond
+// reader goroutine takes it, when nobody is waiting for a frame. Frames
+// nobody waits for (a PING, data for a stream no Read is waiting on) can
+// wait this long; a Read or Write that comes for a frame reads the
+// connection itself at once. While application goroutines keep taking
+// the token, the timer fires once per readIdleDelay and does nothing
+// (a short goroutine taking the session lock), so a busy session pays
+// for 200 such checks a second, not one per frame.
+const readIdleDelay = 5 * time.Millisecond
 
 // aLongTimeAgo is a read deadline that makes a blocked read return.
 var aLongTimeAgo = time.Unix(1, 0)
