@@ -29,8 +29,9 @@ func (b *inbuf) readErr() error {
 }
 
 // fill reads from src once, asking for at least need bytes (and for want
-// if that is more), after sliding the buffered bytes to the front if
-// there is not room for them behind.
+// if that is more), after sliding the buffered bytes to the front if the
+// read would not fit behind them. A source that returns nothing and no
+// error 100 times in a row gets io.ErrNoProgress.
 func (b *inbuf) fill(need int) {
 	ask := min(max(need, b.want), len(b.buf))
 	if b.r == b.w {

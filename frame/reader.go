@@ -31,8 +31,8 @@ type Reader struct {
 
 	// A frame in progress, kept across a timeout.
 	size    int  // its body length, or -1 before the length prefix is read
-	inBody  bool // reading the whole body into buf; got bytes so far
-	got     int  //
+	inBody  bool // the whole body is being read into buf
+	got     int  // body bytes in buf so far
 	pending int  // payload bytes ReadFrameHeader left for ReadPayload
 }
 

@@ -72,7 +72,7 @@ type Session struct {
 	rdWant              bool          // the reader goroutine should take the token when it is free
 	rdNeed              int           // goroutines waiting for a frame that do not read themselves
 	rdQueue             []*Stream     // streams with goroutines queued for the token, from rdHead
-	rdHead              int           //
+	rdHead              int           // index of rdQueue's first entry
 	rdNext              *Stream       // the stream whose goroutines were woken to take the token
 	rdWoke              int           // wokeNone, wokeSome or wokeUrgent (read.go)
 	rdArmed             bool          // rdIdle is running
@@ -80,12 +80,13 @@ type Session struct {
 	rdIdle              *time.Timer   // hands an idle token to the reader goroutine
 	rdKick              chan struct{} // wakes the reader goroutine; capacity 1
 	rx                  rxState       // a payload an interrupt cut short
-	acceptCh            chan struct{} // signals AcceptStream; capacity 1
-	openCh              chan struct{} // signals OpenStream waiting for backlog room; capacity 1
-	unacked             int           // streams we opened that the peer has not accepted yet
-	done                chan struct{} // closed when the session has ended
-	wg                  sync.WaitGroup
-	kaTimer             *time.Timer
+
+	acceptCh chan struct{} // signals AcceptStream; capacity 1
+	openCh   chan struct{} // signals OpenStream waiting for backlog room; capacity 1
+	unacked  int           // streams we opened that the peer has not accepted yet
+	done     chan struct{} // closed when the session has ended
+	wg       sync.WaitGroup
+	kaTimer  *time.Timer
 
 	stats statCounters
 }
