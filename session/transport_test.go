@@ -203,3 +203,60 @@ func TestWriteDeadlineStorm(t *testing.T) {
 		})
 	}
 }
+
+// noDeadlineConn is a connection whose read deadlines cannot be set, as
+// some net.Conn wrappers are.
+type noDeadlineConn struct{ net.Conn }
+
+func (noDeadlineConn) SetReadDeadline(time.Time) error { return errors.New("read deadlines not supported") }
+
+func (c noDeadlineConn) SetDeadline(t time.Time) error { return c.Conn.SetWriteDeadline(t) }
+
+// On a connection without read deadlines only the reader goroutine reads
+// (no application goroutine could be interrupted), and everything still
+// works: data, stream deadlines, Close unblocking a Read.
+func TestConnWithoutReadDeadlines(t *testing.T) {
+	c1, c2 := tcpPair(t)
+	c, s := sessionPairOn(t, noDeadlineConn{c1}, noDeadlineConn{c2}, nil, nil)
+	for _, sess := range []*Session{c, s} {
+		sess.mu.Lock()
+		share := sess.rdShare
+		sess.mu.Unlock()
+		if share {
+			t.Fatal("application goroutines read a connection they could not be interrupted on")
+		}
+	}
+	a, as := open(t, c), accept(t, s)
+	want := pattern(9, 4<<20)
+	go func() {
+		a.Write(want)
+		a.CloseWrite()
+	}()
+	got, err := io.ReadAll(as)
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("transfer: %d of %d bytes, %v", len(got), len(want), err)
+	}
+
+	b, bs := open(t, c), accept(t, s)
+	bs.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+	if _, err := bs.Read(make([]byte, 1)); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("Read past its deadline: %v", err)
+	}
+	bs.SetReadDeadline(time.Time{})
+	done := make(chan error, 1)
+	go func() {
+		_, err := bs.Read(make([]byte, 1))
+		done <- err
+	}()
+	time.Sleep(10 * time.Millisecond) // let the Read block (either way, Close must end it)
+	bs.Close()
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrStreamClosed) {
+			t.Fatalf("Read after Close: %v", err)
+		}
+	case <-time.After(time.Second):
+		t.Fatal("Close did not end a blocked Read")
+	}
+	b.Close()
+}
