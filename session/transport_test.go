@@ -208,7 +208,9 @@ func TestWriteDeadlineStorm(t *testing.T) {
 // some net.Conn wrappers are.
 type noDeadlineConn struct{ net.Conn }
 
-func (noDeadlineConn) SetReadDeadline(time.Time) error { return errors.New("read deadlines not supported") }
+func (noDeadlineConn) SetReadDeadline(time.Time) error {
+	return errors.New("read deadlines not supported")
+}
 
 func (c noDeadlineConn) SetDeadline(t time.Time) error { return c.Conn.SetWriteDeadline(t) }
 
