@@ -26,9 +26,6 @@ const (
 // knownFailure is a case a muxer is expected to fail, and why.
 type knownFailure struct {
 	why string
-	// raceOnly: it fails only under the race detector (a data race the
-	// detector reports); without it the case passes.
-	raceOnly bool
 	// flaky: the failure depends on timing; either result is accepted.
 	flaky bool
 }
@@ -175,21 +172,12 @@ func expectedResult(m *muxer, c suiteCase) string {
 	switch {
 	case missingFeatures(m, c) != "":
 		return resNA
-	case !known || k.raceOnly && !raceEnabled:
+	case !known:
 		return resPass
 	case k.flaky:
 		return resFlaky
 	}
 	return resFail
-}
-
-// readmeResult is the expected result as README.md shows it: the same
-// with or without the race detector.
-func readmeResult(m *muxer, c suiteCase) string {
-	if k, ok := knownFailures[m.name][c.name]; ok && k.raceOnly && missingFeatures(m, c) == "" {
-		return "FAIL under -race"
-	}
-	return expectedResult(m, c)
 }
 
 // runChild runs one case of one muxer in a child process and returns
@@ -292,7 +280,7 @@ func TestREADME(t *testing.T) {
 	for c, k := range knownFailures["braid"] {
 		t.Logf("braid bug, to be fixed in package session: %s: %s", c, k.why)
 	}
-	want := renderTable(readmeResult)
+	want := renderTable(expectedResult)
 	readme, err := os.ReadFile("README.md")
 	if err != nil {
 		t.Fatal(err)

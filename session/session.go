@@ -303,18 +303,7 @@ func (s *Session) OpenStream(ctx context.Context) (*Stream, error) {
 		// The peer's accept backlog is full of our streams: wait for
 		// its application to accept some (SPEC.md §5.2) rather than
 		// have the next one refused.
-		s.needFrame()
-		s.mu.Unlock()
-		var err error
-		select {
-		case <-s.openCh:
-		case <-s.done:
-		case <-ctx.Done():
-			err = ctx.Err()
-		}
-		s.mu.Lock()
-		s.rdNeed--
-		if err != nil {
+		if err := s.waitSignal(ctx, s.openCh); err != nil {
 			return nil, err
 		}
 	}
@@ -368,21 +357,28 @@ func (s *Session) AcceptStream(ctx context.Context) (*Stream, error) {
 		if s.closeErr != nil {
 			return nil, s.closeErr
 		}
-		s.needFrame()
-		s.mu.Unlock()
-		var err error
-		select {
-		case <-s.acceptCh:
-		case <-s.done:
-		case <-ctx.Done():
-			err = ctx.Err()
-		}
-		s.mu.Lock()
-		s.rdNeed--
-		if err != nil {
+		if err := s.waitSignal(ctx, s.acceptCh); err != nil {
 			return nil, err
 		}
 	}
+}
+
+// waitSignal waits, with s.mu released, until ch signals, the session
+// ends, or ctx is done (its error is returned). The reader goroutine
+// reads for the caller meanwhile (needFrame). Called with s.mu held.
+func (s *Session) waitSignal(ctx context.Context, ch <-chan struct{}) error {
+	s.needFrame()
+	s.mu.Unlock()
+	var err error
+	select {
+	case <-ch:
+	case <-s.done:
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	s.mu.Lock()
+	s.rdNeed--
+	return err
 }
 
 // acked notes that a stream we opened has left the peer's accept
