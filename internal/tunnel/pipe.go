@@ -1,0 +1,122 @@
+package tunnel
+
+import (
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+
+	"github.com/braidmux/braid/session"
+)
+
+// resetCode is the stream RESET code the tunnel uses when one end of a
+// forwarded connection was reset or failed: the other end is reset too
+// (a TCP RST), so an abort travels through the tunnel like one.
+const resetCode = 0x101
+
+// Buffers: a forwarded connection that is idle must not pin a large
+// buffer per direction (1 000 idle connections would hold 128 MiB), so a
+// direction reads into a small buffer while traffic is light and borrows
+// a large one from a pool only while reads keep filling what they get.
+const (
+	smallBuf = 512
+	largeBuf = 64 << 10
+)
+
+var largePool = sync.Pool{New: func() any { b := make([]byte, largeBuf); return &b }}
+
+// pipe joins a forwarded TCP connection and its stream until both
+// directions have ended, and closes both. A FIN on either side becomes a
+// half-close on the other (CloseWrite); an error on either side — a TCP
+// reset, a stream reset, a failed write — aborts both, the TCP side with
+// a reset (SO_LINGER 0). toStream and fromStream count the bytes of each
+// direction. pipe returns once both directions are done; it runs one
+// direction on the calling goroutine and one on a new one.
+//
+// If first is not nil it runs before anything is copied from the stream
+// (it reads the peer's reply to the stream's header), while bytes
+// already flow toward the stream: a new connection's first bytes do not
+// wait a round trip. If first fails, the connection is aborted and pipe
+// returns first's error.
+func pipe(c net.Conn, st *session.Stream, toStream, fromStream *atomic.Uint64, first func() error) error {
+	var once sync.Once
+	abort := func() {
+		once.Do(func() {
+			_ = st.Reset(resetCode)
+			resetConn(c)
+		})
+	}
+	done := make(chan struct{})
+	var firstErr error
+	go func() {
+		defer close(done)
+		if first != nil {
+			if firstErr = first(); firstErr != nil {
+				abort()
+				return
+			}
+		}
+		if copyHalf(c, st, fromStream) != nil {
+			abort()
+		}
+	}()
+	if copyHalf(st, c, toStream) != nil {
+		abort()
+	}
+	<-done
+	_ = st.Close()
+	_ = c.Close()
+	return firstErr
+}
+
+// copyHalf copies src to dst until src ends, then half-closes dst. It
+// returns nil after a clean end (io.EOF), else the error.
+func copyHalf(dst io.Writer, src io.Reader, count *atomic.Uint64) error {
+	var small []byte
+	var large *[]byte
+	defer func() {
+		if large != nil {
+			largePool.Put(large)
+		}
+	}()
+	useLarge := false
+	for {
+		var buf []byte
+		if useLarge {
+			if large == nil {
+				large = largePool.Get().(*[]byte)
+			}
+			buf = *large
+		} else {
+			if large != nil {
+				largePool.Put(large)
+				large = nil
+			}
+			if small == nil {
+				small = make([]byte, smallBuf)
+			}
+			buf = small
+		}
+		n, err := src.Read(buf)
+		if n > 0 {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return werr
+			}
+			count.Add(uint64(n))
+		}
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				if hc, ok := dst.(interface{ CloseWrite() error }); ok {
+					if cerr := hc.CloseWrite(); cerr != nil {
+						return cerr
+					}
+				}
+				return nil
+			}
+			return err
+		}
+		// Stay large while reads fill at least half the buffer.
+		useLarge = n >= len(buf)/2 && (useLarge || n == len(buf))
+	}
+}
