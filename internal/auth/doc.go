@@ -45,11 +45,11 @@
 //
 // HOST is one of:
 //
-//	*                 any host
 //	192.0.2.7         an IP address; IPv6 in brackets: [2001:db8::7]
 //	10.0.0.0/8        a CIDR block; IPv6 in brackets: [fd00::/8]
 //	db.example.com    a host name (case does not matter)
 //	*.example.com     any name below example.com (not example.com itself)
+//	*                 any host
 //
 // PORTS is * (any port), a port N, a range N-M, or a comma-separated list
 // of those, as in 22,80,8000-8999. For R, port 0 (let the server pick) is

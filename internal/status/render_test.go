@@ -25,7 +25,7 @@ func TestRender(t *testing.T) {
 		prev, cur  tunnel.Snapshot
 		elapsed    time.Duration
 		width      int
-		want       []string // exact lines, if set
+		want       []string   // exact lines, if set
 		contains   [][]string // per line: substrings it must contain
 		notContain []string   // substrings no line may contain
 	}{
@@ -90,8 +90,8 @@ func TestRender(t *testing.T) {
 			want: []string{"braid server:  listening  clients 3  authenticating 1  sessions accepted 7  max rtt 800µs  auth failures 2"},
 		},
 		{
-			name: "open connections and failures",
-			cur: client(true, tunnel.ForwardStats{Name: "-R 9000:localhost:80", Kind: "remote", Open: 42, Failed: 3}),
+			name:     "open connections and failures",
+			cur:      client(true, tunnel.ForwardStats{Name: "-R 9000:localhost:80", Kind: "remote", Open: 42, Failed: 3}),
 			contains: [][]string{nil, {"open  42", "failed 3"}},
 		},
 		{
@@ -103,6 +103,18 @@ func TestRender(t *testing.T) {
 			contains: [][]string{nil, {"-L 127.0.0.1:8080:a-very", "…", "up   1.0 MB/s", "down      0 B/s"}, {"-D 1080", "down      0 B/s"}},
 		},
 		{
+			name:    "wide runes count two columns",
+			prev:    client(true),
+			cur:     client(true, fwd("-L 1:数据库服务器数据库服务器.example:5432", 0, 0), fwd("-D 1080", 0, 0)),
+			elapsed: time.Second,
+			width:   60,
+			want: []string{
+				"braid client:  connected  rtt 12.3ms  reconnects 2",
+				"  -L 1:数据库服务…  open   0  up      0 B/s  down      0 B/s",
+				"  -D 1080           open   0  up      0 B/s  down      0 B/s",
+			},
+		},
+		{
 			name:     "narrow terminal: whole lines cut",
 			prev:     client(true, fwd(long, 0, 0)),
 			cur:      client(true, fwd(long, 0, 0)),
@@ -111,9 +123,9 @@ func TestRender(t *testing.T) {
 			contains: [][]string{{"braid client:  conn…"}, {"…"}},
 		},
 		{
-			name:     "control characters in names are neutralised",
-			cur:      client(true, fwd("-L 1:\x1b[2J\nevil\xff", 0, 0)),
-			contains: [][]string{nil, {"-L 1:?[2J?evil?"}},
+			name:       "control characters in names are neutralised",
+			cur:        client(true, fwd("-L 1:\x1b[2J\nevil\xff", 0, 0)),
+			contains:   [][]string{nil, {"-L 1:?[2J?evil?"}},
 			notContain: []string{"\x1b", "\n"},
 		},
 		{

@@ -190,10 +190,11 @@ func (s *Status) eraseLocked() {
 // Rates are the byte counts' growth from prev to cur divided by elapsed
 // (shown as "-" if elapsed <= 0); forwards are matched by name and kind,
 // and a forward missing from prev, or whose counter went down, counts
-// from zero. Every line is at most width runes (no limit if width <= 0):
-// forward names are shortened first, marked with "…", then whole lines.
-// Control characters in names are shown as '?'. Render does not look at
-// the clock or the terminal.
+// from zero. Every line is at most width terminal columns (no limit if
+// width <= 0; East Asian wide runes count as two): forward names are
+// shortened first, marked with "…", then whole lines. Control and
+// invisible format characters in names are shown as '?'. Render does not
+// look at the clock or the terminal.
 func Render(prev, cur tunnel.Snapshot, elapsed time.Duration, width int) []string {
 	lines := make([]string, 0, 1+len(cur.Forwards))
 	lines = append(lines, truncate(header(cur), width))
@@ -229,7 +230,7 @@ func Render(prev, cur tunnel.Snapshot, elapsed time.Duration, width int) []strin
 			stats += fmt.Sprintf("  failed %d", f.Failed)
 		}
 		r := row{name: printable(f.Name), stats: stats}
-		nameW = max(nameW, utf8.RuneCountInString(r.name))
+		nameW = max(nameW, columns(r.name))
 		rows = append(rows, r)
 	}
 	const indent, gap = "  ", "  "
@@ -239,7 +240,7 @@ func Render(prev, cur tunnel.Snapshot, elapsed time.Duration, width int) []strin
 	}
 	for _, r := range rows {
 		name := truncate(r.name, nameW)
-		pad := strings.Repeat(" ", nameW-utf8.RuneCountInString(name))
+		pad := strings.Repeat(" ", nameW-columns(name))
 		lines = append(lines, truncate(indent+name+pad+gap+r.stats, width))
 	}
 	return lines
@@ -324,24 +325,66 @@ func roundRTT(d time.Duration) time.Duration {
 	}
 }
 
-// printable replaces invalid UTF-8 and control characters (which would
-// move the cursor or inject escapes) with '?'.
+// printable replaces invalid UTF-8, control characters (which would
+// move the cursor or inject escapes) and invisible format characters
+// (bidi overrides, zero-width spaces) with '?'.
 func printable(s string) string {
 	s = strings.ToValidUTF8(s, "?")
 	return strings.Map(func(r rune) rune {
-		if unicode.IsControl(r) || r == utf8.RuneError {
+		if unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || r == utf8.RuneError {
 			return '?'
 		}
 		return r
 	}, s)
 }
 
-// truncate shortens s to at most width runes, ending it with "…" if cut.
-// Runes are assumed one column wide.
+// truncate shortens s to at most width columns, ending it with "…" if cut.
 func truncate(s string, width int) string {
-	if width <= 0 || utf8.RuneCountInString(s) <= width {
+	if width <= 0 || columns(s) <= width {
 		return s
 	}
-	r := []rune(s)
-	return string(r[:width-1]) + "…"
+	var b strings.Builder
+	w := 0
+	for _, r := range s {
+		rw := runeColumns(r)
+		if w+rw > width-1 {
+			break
+		}
+		b.WriteRune(r)
+		w += rw
+	}
+	b.WriteString("…")
+	return b.String()
+}
+
+// columns is the number of terminal columns s takes, erring on the wide
+// side: see runeColumns.
+func columns(s string) int {
+	n := 0
+	for _, r := range s {
+		n += runeColumns(r)
+	}
+	return n
+}
+
+// runeColumns is 2 for East Asian wide and fullwidth runes and common
+// emoji, else 1 (combining marks included, which overestimates: a line
+// may come out shorter than it could be, never longer).
+func runeColumns(r rune) int {
+	switch {
+	case r < 0x1100:
+		return 1
+	case r <= 0x115F, // Hangul Jamo
+		0x2E80 <= r && r <= 0xA4CF && r != 0x303F, // CJK ... Yi
+		0xAC00 <= r && r <= 0xD7A3,                // Hangul syllables
+		0xF900 <= r && r <= 0xFAFF,                // CJK compatibility ideographs
+		0xFE30 <= r && r <= 0xFE4F,                // CJK compatibility forms
+		0xFF00 <= r && r <= 0xFF60,                // fullwidth forms
+		0xFFE0 <= r && r <= 0xFFE6,
+		0x1F300 <= r && r <= 0x1F64F, // emoji
+		0x1F900 <= r && r <= 0x1F9FF,
+		0x20000 <= r && r <= 0x3FFFD: // CJK extensions
+		return 2
+	}
+	return 1
 }

@@ -1,6 +1,7 @@
 package tunbench
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -243,7 +244,7 @@ func Bench(ctx context.Context, o Options) (*Report, error) {
 
 	token := newToken()
 	lspec := forward{"-L", "0:" + tgt.addr()}
-	tun, err := startTunnel(ctx, o.Binary, home, token, lspec)
+	tun, err := startTunnel(ctx, o.Binary, home, token, nil, lspec)
 	if err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
 	}
@@ -419,7 +420,7 @@ func (b *bencher) round(ctx context.Context, progress io.Writer) error {
 func (b *bencher) rssRound(ctx context.Context, progress io.Writer, binary, home, token string, lspec forward) (err error) {
 	ctx, cancel := context.WithTimeoutCause(ctx, 2*time.Minute, errors.New("the idle-connection test timed out after 2m"))
 	defer cancel()
-	tun, err := startTunnel(ctx, binary, home, token, lspec)
+	tun, err := startTunnel(ctx, binary, home, token, nil, lspec)
 	if err != nil {
 		return fmt.Errorf("idle connections: %w", err)
 	}
@@ -527,9 +528,10 @@ func orUnknown(s string) string {
 // WriteTable writes the report as a table: metric | direct | braid |
 // ratio | goal, followed by any warnings.
 func (r *Report) WriteTable(w io.Writer) error {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "metric\tdirect\tbraid\tratio\tgoal\t")
-	fmt.Fprintln(tw, "------\t------\t-----\t-----\t----\t")
+	var table bytes.Buffer
+	tw := tabwriter.NewWriter(&table, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "\nmetric\tdirect\tbraid\tratio\tgoal")
+	fmt.Fprintln(tw, "------\t------\t-----\t-----\t----")
 	for _, m := range r.Metrics {
 		direct, ratio := "—", "—"
 		if m.HasDirect {
@@ -544,17 +546,22 @@ func (r *Report) WriteTable(w io.Writer) error {
 				goal += "  ✗ missed"
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t\n", m.Name, direct, formatValue(m.Braid, m.Unit), ratio, goal)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", m.Name, direct, formatValue(m.Braid, m.Unit), ratio, goal)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
+	}
+	for line := range strings.Lines(table.String()) {
+		if _, err := io.WriteString(w, strings.TrimRight(line, " \n")+"\n"); err != nil {
+			return err
+		}
 	}
 	for _, warn := range r.Warnings {
 		if _, err := fmt.Fprintf(w, "warning: %s\n", warn); err != nil {
 			return err
 		}
 	}
-	_, err := fmt.Fprintf(w, "(%d rounds in %.1f s; ratio = braid / direct)\n", r.Rounds, r.Elapsed.Seconds())
+	_, err := fmt.Fprintf(w, "(medians of %d round(s); %.1f s in all; ratio = braid / direct)\n", r.Rounds, r.Elapsed.Seconds())
 	return err
 }
 

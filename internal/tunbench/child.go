@@ -117,7 +117,7 @@ func (c *child) lineLocked(line string) {
 	c.tail = append(c.tail, line)
 	kv := parseLogLine(line)
 	switch kv["msg"] {
-	case "server listening", "forward ready", "connected":
+	case "server listening", "forward ready", "connected", "disconnected", "reconnecting":
 	default:
 		if kv["level"] != "ERROR" {
 			return
@@ -140,11 +140,25 @@ func (c *child) logTail() string {
 	return strings.Join(c.tail, "\n    ")
 }
 
+// mark returns a position in the child's log for waitFrom: lines logged
+// after the call are at or after it.
+func (c *child) mark() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.records)
+}
+
 // waitFor waits until the child logs a line whose msg is msg and for which
 // match (if not nil) returns true, and returns that line's keys. It fails
 // if the child exits, logs an ERROR, or ctx ends first.
 func (c *child) waitFor(ctx context.Context, msg string, match func(map[string]string) bool) (map[string]string, error) {
-	seen := 0
+	return c.waitFrom(ctx, 0, msg, match)
+}
+
+// waitFrom is waitFor considering only lines from position from (see
+// mark) on.
+func (c *child) waitFrom(ctx context.Context, from int, msg string, match func(map[string]string) bool) (map[string]string, error) {
+	seen := from
 	for {
 		c.mu.Lock()
 		recs := c.records[seen:]

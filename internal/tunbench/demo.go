@@ -40,7 +40,9 @@ const (
 // SOCKS5 proxy, prints the shell commands that would do the same by hand,
 // then downloads 256 MiB through -L (throughput, SHA-256 verified), makes
 // 200 requests through -D (p50/p99 latency), checks that a half-closed
-// connection still receives its answer, stops everything and sums up.
+// connection still receives its answer, cuts the client's link (the
+// client reaches the server through a relay in this process) and checks
+// that it reconnects, stops everything and sums up.
 // Progress goes to out, updated in place when out is a terminal.
 //
 // Demo returns an error naming the step that failed; it stops everything
@@ -67,8 +69,13 @@ func Demo(ctx context.Context, binary string, out io.Writer) (err error) {
 		return fmt.Errorf("demo: start the web server: %w", err)
 	}
 	defer tgt.close()
+	rl, err := startRelay()
+	if err != nil {
+		return fmt.Errorf("demo: start the relay: %w", err)
+	}
+	defer rl.close()
 	token := newToken()
-	tun, err := startTunnel(ctx, binary, filepath.Join(dir, "home"), token,
+	tun, err := startTunnel(ctx, binary, filepath.Join(dir, "home"), token, rl.to,
 		forward{"-L", "0:" + tgt.httpAddr}, forward{"-D", "0"})
 	if err != nil {
 		return fmt.Errorf("demo: start braid: %w", err)
@@ -88,6 +95,7 @@ func Demo(ctx context.Context, binary string, out io.Writer) (err error) {
 	p.f("   answer-after-EOF service %s   (for step 4)\n", tgt.sumAddr)
 	p.f("   braid server             %s   fingerprint %s\n", tun.serverAddr, tun.fingerprint)
 	p.f("   braid client             -L %s → %s   -D (SOCKS5) %s\n", lAddr, tgt.httpAddr, dAddr)
+	p.f("                            (it reaches the server through a relay in this process, %s, so that step 5 can cut the link)\n", rl.addr())
 	p.f("   By hand, that is two terminals:\n")
 	p.f("     # terminal 1: the server\n")
 	p.f("     export BRAID_TOKEN=%s   # any secret; `braid token` makes one\n", token)
@@ -98,6 +106,7 @@ func Demo(ctx context.Context, binary string, out io.Writer) (err error) {
 
 	// 2. Download through -L.
 	p.f("2. Download %s through -L   (like: curl -o /dev/null http://%s/download)\n", mib(demoDownload), lAddr)
+	p.last = time.Now()
 	dl, err := demoDownloadStep(ctx, p, "http://"+lAddr+"/download", tgt)
 	if err != nil {
 		return fmt.Errorf("demo step 2 (download through -L %s): %w", lAddr, err)
@@ -108,6 +117,7 @@ func Demo(ctx context.Context, binary string, out io.Writer) (err error) {
 	// 3. Requests through -D.
 	p.f("3. %d requests through -D (SOCKS5), each on a new connection   (like: curl --socks5 %s http://%s/hello.json)\n",
 		demoRequests, dAddr, tgt.httpAddr)
+	p.last = time.Now()
 	lat, err := demoRequestsStep(ctx, p, dAddr, "http://"+tgt.httpAddr+"/hello.json")
 	if err != nil {
 		return fmt.Errorf("demo step 3 (requests through -D %s): %w", dAddr, err)
@@ -122,18 +132,27 @@ func Demo(ctx context.Context, binary string, out io.Writer) (err error) {
 	}
 	p.f("   the service read to EOF and answered %q: it matches what was sent\n\n", answer)
 
-	// 5. Stop.
-	p.f("5. Stop: SIGTERM to the client and the server\n")
+	// 5. Cut the link.
+	p.f("5. Cut the link: the relay closes the client's connection to the server\n")
+	gap, err := demoCutStep(ctx, tun, rl, "http://"+lAddr+"/hello.json?n=again")
+	if err != nil {
+		return fmt.Errorf("demo step 5 (cut the link): %w", err)
+	}
+	p.f("   the client logged \"disconnected\", was connected again %.0f ms after the cut, and -L answers again\n\n", float64(gap)/float64(time.Millisecond))
+
+	// 6. Stop.
+	p.f("6. Stop: SIGTERM to the client and the server\n")
 	stopped = true
 	if err := tun.stop(); err != nil {
-		return fmt.Errorf("demo step 5 (stop): %w", err)
+		return fmt.Errorf("demo step 6 (stop): %w", err)
 	}
 	p.f("   both exited with status 0\n\n")
 
-	p.f("Summary (%.1f s): one TLS connection between a braid client and server carried\n", time.Since(began).Seconds())
+	p.f("Summary (%.1f s): a braid client and server, talking TLS, carried\n", time.Since(began).Seconds())
 	p.f("   a %s download through -L at %.0f MiB/s, byte for byte (SHA-256 %s…),\n", mib(demoDownload), dl.mibps, dl.sum[:16])
 	p.f("   %d SOCKS5 connections through -D at p50 %s / p99 %s per request,\n", demoRequests, fmtMicros(lat.p50), fmtMicros(lat.p99))
-	p.f("   and a half-closed connection that still got its answer.\n")
+	p.f("   a half-closed connection that still got its answer,\n")
+	p.f("   and a cut link, reconnected in %.0f ms.\n", float64(gap)/float64(time.Millisecond))
 	p.f("next: braid help\n")
 	return p.err
 }
@@ -439,4 +458,132 @@ func demoHalfCloseStep(ctx context.Context, socksAddr, sumAddr string) (string, 
 		return "", fmt.Errorf("answer %q, want %q", answer, want)
 	}
 	return strings.TrimSpace(string(answer)), nil
+}
+
+// demoCutStep cuts the client's link, waits for the client to log that it
+// noticed and reconnected, and checks that -L works again with a request
+// to url. It returns the time from the cut to the new connection.
+func demoCutStep(ctx context.Context, tun *tunnel, rl *relay, url string) (time.Duration, error) {
+	mark := tun.client.mark()
+	start := time.Now()
+	if rl.cut() == 0 {
+		return 0, errors.New("the client has no connection through the relay to cut")
+	}
+	if _, err := tun.client.waitFrom(ctx, mark, "disconnected", nil); err != nil {
+		return 0, err
+	}
+	if _, err := tun.client.waitFrom(ctx, mark, "connected", nil); err != nil {
+		return 0, err
+	}
+	gap := time.Since(start)
+	tr := &http.Transport{Proxy: nil, DisableKeepAlives: true}
+	defer tr.CloseIdleConnections()
+	req, err := http.NewRequestWithContext(ctx, "GET", url, nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := (&http.Client{Transport: tr}).Do(req)
+	if err != nil {
+		return 0, ctxErr(ctx, fmt.Errorf("request through -L after reconnecting: %w", err))
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	resp.Body.Close()
+	if err != nil {
+		return 0, ctxErr(ctx, fmt.Errorf("request through -L after reconnecting: %w", err))
+	}
+	var v struct{ N string }
+	if resp.StatusCode != http.StatusOK || json.Unmarshal(body, &v) != nil || v.N != "again" {
+		return 0, fmt.Errorf("request through -L after reconnecting: unexpected answer %s %q", resp.Status, body)
+	}
+	return gap, nil
+}
+
+// relay is a TCP relay on 127.0.0.1:0 between the demo's client and
+// server, so that the demo can cut the link. Safe for concurrent use.
+type relay struct {
+	ln net.Listener
+	wg sync.WaitGroup
+
+	mu     sync.Mutex
+	target string
+	conns  map[net.Conn]struct{}
+}
+
+func startRelay() (*relay, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	r := &relay{ln: ln, conns: make(map[net.Conn]struct{})}
+	r.wg.Go(r.acceptLoop)
+	return r, nil
+}
+
+func (r *relay) addr() string { return r.ln.Addr().String() }
+
+// to makes the relay forward to target and returns the relay's address.
+func (r *relay) to(target string) string {
+	r.mu.Lock()
+	r.target = target
+	r.mu.Unlock()
+	return r.addr()
+}
+
+func (r *relay) acceptLoop() {
+	for {
+		a, err := r.ln.Accept()
+		if err != nil {
+			return
+		}
+		r.mu.Lock()
+		target := r.target
+		r.mu.Unlock()
+		b, err := net.DialTimeout("tcp", target, 10*time.Second)
+		if err != nil {
+			a.Close()
+			continue
+		}
+		r.mu.Lock()
+		if r.conns == nil { // closed meanwhile
+			r.mu.Unlock()
+			a.Close()
+			b.Close()
+			return
+		}
+		r.conns[a], r.conns[b] = struct{}{}, struct{}{}
+		r.mu.Unlock()
+		pipe := func(dst, src net.Conn) {
+			_, _ = io.Copy(dst, src)
+			dst.Close()
+			src.Close()
+			r.mu.Lock()
+			delete(r.conns, dst)
+			delete(r.conns, src)
+			r.mu.Unlock()
+		}
+		r.wg.Go(func() { pipe(a, b) })
+		r.wg.Go(func() { pipe(b, a) })
+	}
+}
+
+// cut closes every relayed connection and returns how many pairs it cut.
+func (r *relay) cut() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for c := range r.conns {
+		c.Close()
+	}
+	n := len(r.conns) / 2
+	clear(r.conns)
+	return n
+}
+
+// close stops the relay and waits for its goroutines.
+func (r *relay) close() {
+	r.ln.Close()
+	r.cut()
+	r.mu.Lock()
+	r.conns = nil
+	r.mu.Unlock()
+	r.wg.Wait()
 }

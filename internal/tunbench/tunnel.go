@@ -39,8 +39,11 @@ func newToken() string {
 
 // startTunnel starts a server and a client with the given forwards (at
 // most one per flag) under the home directory dir, and waits until every
-// forward is ready. On error everything it started is stopped.
-func startTunnel(ctx context.Context, binary, dir, token string, fwds ...forward) (_ *tunnel, err error) {
+// forward is ready and the client is connected. If via is not nil, the
+// client is told to connect to via(server address) instead of the server
+// (the demo puts a relay in between). On error everything it started is
+// stopped.
+func startTunnel(ctx context.Context, binary, dir, token string, via func(string) string, fwds ...forward) (_ *tunnel, err error) {
 	for _, sub := range []string{"state", "config"} {
 		if err := os.MkdirAll(dir+"/"+sub, 0o700); err != nil {
 			return nil, err
@@ -69,7 +72,11 @@ func startTunnel(ctx context.Context, binary, dir, token string, fwds ...forward
 		return t, fmt.Errorf("braid server's %q line lacks addr= or fingerprint=: %v", "server listening", kv)
 	}
 
-	t.clientArgs = []string{"client", "--server", t.serverAddr, "--fingerprint", t.fingerprint,
+	dialAddr := t.serverAddr
+	if via != nil {
+		dialAddr = via(t.serverAddr)
+	}
+	t.clientArgs = []string{"client", "--server", dialAddr, "--fingerprint", t.fingerprint,
 		"--log-level", "info", "--log-format", "text", "--status", "off"}
 	for _, f := range fwds {
 		t.clientArgs = append(t.clientArgs, f.flag, f.spec)
@@ -88,6 +95,10 @@ func startTunnel(ctx context.Context, binary, dir, token string, fwds ...forward
 			return t, fmt.Errorf("braid client's %q line for %s lacks listen=: %v", "forward ready", f.flag, kv)
 		}
 		t.listen[f.flag] = kv["listen"]
+	}
+	// Forwards may be ready (listening) before the link is up.
+	if _, err := t.client.waitFor(ctx, "connected", nil); err != nil {
+		return t, err
 	}
 	return t, nil
 }

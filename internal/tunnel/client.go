@@ -220,6 +220,17 @@ func (c *Client) Run(ctx context.Context) error {
 func (c *Client) loop(ctx context.Context) error {
 	backoff := time.Duration(0)
 	for attempt := 0; ctx.Err() == nil; attempt++ {
+		if attempt == 0 && c.reconnects.Load() > 0 {
+			// Right after losing a working session: retry at once, but
+			// spread a fleet of clients over 100 ms.
+			t := time.NewTimer(rand.N(100 * time.Millisecond))
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				return nil
+			}
+		}
 		if attempt > 0 {
 			if backoff == 0 {
 				backoff = 250 * time.Millisecond
@@ -291,7 +302,7 @@ func (c *Client) loop(ctx context.Context) error {
 		}
 		c.log.Warn("disconnected", "server", c.cfg.Server, "error", errString(sess.Err()))
 		sess.Close()
-		attempt = 0 // the first retry after a working session is at once
+		attempt = -1 // the first retry after a working session is at once
 	}
 	return nil
 }
