@@ -15,6 +15,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -125,9 +126,19 @@ type logLine struct {
 func (l logLine) String() string { return l.raw }
 
 // parseLogfmt parses slog's text format: key=value pairs separated by
-// spaces, values either bare or Go-quoted.
+// spaces, values either bare or Go-quoted. A line that is a JSON object
+// (--log-format json) is decoded as one, values formatted with fmt.Sprint.
 func parseLogfmt(s string) map[string]string {
 	kv := make(map[string]string)
+	if strings.HasPrefix(s, "{") {
+		var m map[string]any
+		if json.Unmarshal([]byte(s), &m) == nil {
+			for k, v := range m {
+				kv[k] = fmt.Sprint(v)
+			}
+		}
+		return kv
+	}
 	i := 0
 	for i < len(s) {
 		for i < len(s) && s[i] == ' ' {
@@ -355,7 +366,7 @@ func randomToken(t *testing.T) string {
 // BRAID_* variable, plus HOME, XDG dirs and BRAID_TOKEN. Each extra entry
 // is KEY=VALUE (set, overriding) or -KEY (removed).
 func (h *harness) env(extra ...string) []string {
-	drop := map[string]bool{"HOME": true, "XDG_STATE_HOME": true, "XDG_CONFIG_HOME": true}
+	drop := map[string]bool{}
 	set := []string{
 		"HOME=" + h.home,
 		"XDG_STATE_HOME=" + h.state,
@@ -372,7 +383,7 @@ func (h *harness) env(extra ...string) []string {
 	var out []string
 	for _, e := range os.Environ() {
 		k, _, _ := strings.Cut(e, "=")
-		if drop[k] || strings.HasPrefix(k, "BRAID_") {
+		if k == "HOME" || k == "XDG_STATE_HOME" || k == "XDG_CONFIG_HOME" || strings.HasPrefix(k, "BRAID_") {
 			continue
 		}
 		out = append(out, e)
@@ -391,6 +402,9 @@ func (h *harness) env(extra ...string) []string {
 func (h *harness) start(name string, env []string, args ...string) *proc {
 	t := h.t
 	t.Helper()
+	if env == nil {
+		env = h.env()
+	}
 	p := &proc{name: name, done: make(chan struct{})}
 	p.cmd = exec.Command(braidBin, args...)
 	p.cmd.Env = env
@@ -405,6 +419,9 @@ func (h *harness) start(name string, env []string, args ...string) *proc {
 	}()
 	t.Cleanup(func() {
 		p.stop()
+		if strings.Contains(p.stderr.String(), "WARNING: DATA RACE") {
+			t.Errorf("%s (built with BRAID_E2E_RACE=1) reported a data race", p.name)
+		}
 		if t.Failed() {
 			t.Logf("---- %s (%s) stderr:\n%s", p.name, strings.Join(args, " "), p.stderr.String())
 		}
@@ -647,6 +664,43 @@ func freePort(t *testing.T) string {
 	return port
 }
 
+// newGate returns the address of a TCP relay to upstream that holds every
+// connection until open is called (open may be called more than once).
+func newGate(t *testing.T, upstream string) (addr string, open func()) {
+	t.Helper()
+	opened := make(chan struct{})
+	var once sync.Once
+	open = func() { once.Do(func() { close(opened) }) }
+	stop := make(chan struct{})
+	tt := newTCPTarget(t, func(c net.Conn) {
+		select {
+		case <-opened:
+		case <-stop:
+			return
+		}
+		u, err := net.DialTimeout("tcp", upstream, 5*time.Second)
+		if err != nil {
+			return
+		}
+		defer u.Close()
+		done := make(chan struct{})
+		go func() {
+			_, _ = io.Copy(u, c)
+			_ = u.(*net.TCPConn).CloseWrite()
+			close(done)
+		}()
+		_, _ = io.Copy(c, u)
+		_ = c.(*net.TCPConn).CloseWrite()
+		select {
+		case <-done:
+		case <-stop:
+		}
+	})
+	// Registered after newTCPTarget's cleanup, so it runs first.
+	t.Cleanup(func() { close(stop) })
+	return tt.addr, open
+}
+
 // expectNoData dials addr and checks the connection ends (EOF or error)
 // within timeout with no byte received.
 func expectNoData(t *testing.T, addr string, timeout time.Duration) {
@@ -784,22 +838,56 @@ func TestWrongToken(t *testing.T) {
 	h := newHarness(t)
 	target := bannerTarget(t)
 	_, addr, _ := h.startServer(nil)
+	// The client reaches the server through a gate that holds its
+	// connection until a local connection is waiting for the link.
+	gateAddr, open := newGate(t, addr)
 	sp := spec("0", "127.0.0.1", target.port)
 	start := time.Now()
-	c := h.startClient(h.env("BRAID_TOKEN="+randomToken(t)), addr, "-L", sp)
+	c := h.startClient(h.env("BRAID_TOKEN="+randomToken(t)), gateAddr, "-L", sp)
 
-	// If the client opens its -L listener before the link is up, a
-	// connection to it must never get the target's bytes.
-	probed := false
+	// The -L listener is up before the link; a connection to it must
+	// never get the target's bytes, and must not keep the client from
+	// exiting when the token is refused.
+	type probeResult struct {
+		n   int
+		err error
+	}
+	probe := make(chan probeResult, 1)
+	probing := false
 	for !c.exited() {
 		if time.Since(start) > 10*time.Second {
-			t.Fatalf("client with a wrong token still running after 10s; stderr:\n%s", c.tail())
+			t.Fatalf("client with a wrong token still running 10s after start (a local -L connection waiting for the link: %v); "+
+				"a refused login must end the client at once, not after that connection's --connect-wait; stderr:\n%s",
+				probing, c.tail())
 		}
-		if l, ok := c.findLine(0, forwardReady("-L", sp)); ok && !probed {
-			probed = true
-			expectNoData(t, l.kv["listen"], 10*time.Second)
+		if l, ok := c.findLine(0, forwardReady("-L", sp)); ok && !probing {
+			probing = true
+			conn, err := net.DialTimeout("tcp", l.kv["listen"], 5*time.Second)
+			if err != nil {
+				t.Fatalf("connecting to the -L listener %s: %v", l.kv["listen"], err)
+			}
+			defer conn.Close()
+			go func() {
+				_ = conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+				b, err := io.ReadAll(conn)
+				probe <- probeResult{len(b), err}
+			}()
+			open()
+		}
+		if !probing && time.Since(start) > 5*time.Second {
+			open() // no ready line for -L: let the login go ahead anyway
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+	if probing {
+		select {
+		case r := <-probe:
+			if r.n > 0 {
+				t.Fatalf("a connection to the -L listener of an unauthenticated client got %d bytes", r.n)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("a connection to the -L listener was still open 5s after the client exited")
+		}
 	}
 	if code := c.exitCode(); code == 0 {
 		t.Fatalf("client with a wrong token exited 0; stderr:\n%s", c.tail())
@@ -1057,69 +1145,76 @@ func TestHalfClose(t *testing.T) {
 	spH := spec("0", "127.0.0.1", hashT.port)
 	spC := spec("0", "127.0.0.1", closedPort)
 	spW := spec("0", "127.0.0.1", writerT.port)
-	c := h.startClient(nil, addr, "-L", spH, "-L", spC, "-L", spW)
+	c := h.startClient(nil, addr, "-L", spH, "-L", spC, "-L", spW, "-R", spH, "-R", spC, "-R", spW)
 	waitConnected(t, c, 0, addr, logWait)
 
-	t.Run("half-close", func(t *testing.T) {
-		conn, err := net.Dial("tcp", waitReady(t, c, 0, "-L", spH))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close()
-		_ = conn.SetDeadline(time.Now().Add(30 * time.Second))
-		payload := make([]byte, 1<<20)
-		_, _ = rand.Read(payload)
-		if _, err := conn.Write(payload); err != nil {
-			t.Fatalf("write 1 MiB: %v", err)
-		}
-		if err := conn.(*net.TCPConn).CloseWrite(); err != nil {
-			t.Fatalf("CloseWrite: %v", err)
-		}
-		got, err := io.ReadAll(conn)
-		if err != nil {
-			t.Fatalf("after CloseWrite, reading the answer: %v (got %d bytes)", err, len(got))
-		}
-		want := sha256.Sum256(payload)
-		if !bytes.Equal(got, want[:]) {
-			t.Fatalf("answer after half-close = %x (%d bytes), want %x: the EOF did not reach the target or the answer was lost", got, len(got), want)
-		}
-	})
+	for _, kind := range []string{"-L", "-R"} {
+		t.Run(kind+"/half-close", func(t *testing.T) {
+			conn, err := net.Dial("tcp", waitReady(t, c, 0, kind, spH))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			_ = conn.SetDeadline(time.Now().Add(30 * time.Second))
+			payload := make([]byte, 1<<20)
+			_, _ = rand.Read(payload)
+			if _, err := conn.Write(payload); err != nil {
+				t.Fatalf("write 1 MiB: %v", err)
+			}
+			if err := conn.(*net.TCPConn).CloseWrite(); err != nil {
+				t.Fatalf("CloseWrite: %v", err)
+			}
+			got, err := io.ReadAll(conn)
+			if err != nil {
+				t.Fatalf("after CloseWrite, reading the answer: %v (got %d bytes)", err, len(got))
+			}
+			want := sha256.Sum256(payload)
+			if !bytes.Equal(got, want[:]) {
+				t.Fatalf("answer after half-close = %x (%d bytes), want %x: the EOF did not reach the target or the answer was lost", got, len(got), want)
+			}
+		})
 
-	t.Run("refused-target", func(t *testing.T) {
-		conn, err := net.Dial("tcp", waitReady(t, c, 0, "-L", spC))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close()
-		start := time.Now()
-		_ = conn.SetReadDeadline(start.Add(2 * time.Second))
-		n, err := conn.Read(make([]byte, 64))
-		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() {
-			t.Fatalf("a connection forwarded to a closed port was not closed within 2s (it hangs)")
-		}
-		if n != 0 {
-			t.Fatalf("a connection forwarded to a closed port read %d bytes", n)
-		}
-	})
+		t.Run(kind+"/refused-target", func(t *testing.T) {
+			conn, err := net.Dial("tcp", waitReady(t, c, 0, kind, spC))
+			if errors.Is(err, syscall.ECONNRESET) {
+				return // reset before the dial even returned: immediate indeed
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			_ = conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+			n, err := conn.Read(make([]byte, 64))
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				t.Fatalf("a connection forwarded to a closed port was not closed within 2s (it hangs)")
+			}
+			if n != 0 {
+				t.Fatalf("a connection forwarded to a closed port read %d bytes", n)
+			}
+		})
 
-	t.Run("cancelled-download", func(t *testing.T) {
-		conn, err := net.Dial("tcp", waitReady(t, c, 0, "-L", spW))
-		if err != nil {
-			t.Fatal(err)
-		}
-		_ = conn.SetDeadline(time.Now().Add(30 * time.Second))
-		if _, err := io.ReadFull(conn, make([]byte, 1<<20)); err != nil {
+		t.Run(kind+"/cancelled-download", func(t *testing.T) {
+			for len(writeErr) > 0 {
+				<-writeErr
+			}
+			conn, err := net.Dial("tcp", waitReady(t, c, 0, kind, spW))
+			if err != nil {
+				t.Fatal(err)
+			}
+			_ = conn.SetDeadline(time.Now().Add(30 * time.Second))
+			if _, err := io.ReadFull(conn, make([]byte, 1<<20)); err != nil {
+				conn.Close()
+				t.Fatalf("reading the first MiB: %v", err)
+			}
 			conn.Close()
-			t.Fatalf("reading the first MiB: %v", err)
-		}
-		conn.Close()
-		select {
-		case <-writeErr:
-		case <-time.After(5 * time.Second):
-			t.Fatalf("target still writing 5s after the local side closed mid-download: the close was not passed through")
-		}
-	})
+			select {
+			case <-writeErr:
+			case <-time.After(5 * time.Second):
+				t.Fatalf("target still writing 5s after the local side closed mid-download: the close was not passed through")
+			}
+		})
+	}
 }
 
 // ---------------------------------------------------------------------------
@@ -1145,6 +1240,31 @@ func TestGracefulShutdown(t *testing.T) {
 	}
 	if _, err := io.ReadFull(conn, make([]byte, 4)); err != nil {
 		t.Fatalf("echo through -L: %v", err)
+	}
+
+	// SIGHUP only skips a backoff wait: the client keeps running and
+	// forwarding.
+	c.signal(t, syscall.SIGHUP)
+	if _, err := conn.Write([]byte("pong")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(conn, make([]byte, 4)); err != nil {
+		t.Fatalf("echo through -L after SIGHUP: %v", err)
+	}
+	conn2, err := net.Dial("tcp", waitReady(t, c, 0, "-L", sp))
+	if err != nil {
+		t.Fatalf("new connection to -L after SIGHUP: %v", err)
+	}
+	_ = conn2.SetDeadline(time.Now().Add(30 * time.Second))
+	if _, err := conn2.Write([]byte("ping")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(conn2, make([]byte, 4)); err != nil {
+		t.Fatalf("echo through a new -L connection after SIGHUP: %v", err)
+	}
+	conn2.Close()
+	if c.exited() {
+		t.Fatalf("client exited (code %d) on SIGHUP", c.exitCode())
 	}
 
 	// A live connection: the client drains up to --drain-timeout, then exits 0.
@@ -1281,5 +1401,27 @@ func TestVersionAndHelp(t *testing.T) {
 	}
 	if _, _, code := h.run("", h.env(), "no-such-command"); code == 0 {
 		t.Errorf("braid no-such-command exited 0")
+	}
+}
+
+// ---------------------------------------------------------------------------
+// JSON logs carry the same messages and keys.
+
+func TestJSONLogs(t *testing.T) {
+	parallel(t)
+	h := newHarness(t)
+	ds := newDataServer(t)
+	s, addr, _ := h.startServer(nil, "--log-format", "json")
+	if first := strings.SplitN(s.stderr.String(), "\n", 2)[0]; !json.Valid([]byte(first)) {
+		t.Fatalf("server --log-format json wrote a line that is not JSON: %s", first)
+	}
+	sp := spec("0", "127.0.0.1", ds.port)
+	c := h.startClient(nil, addr, "--log-format", "json", "-L", sp)
+	waitConnected(t, c, 0, addr, logWait)
+	download(t, httpClient(t, nil), waitReady(t, c, 0, "-L", sp), 50, 1<<20)
+	for _, l := range c.lines() {
+		if !json.Valid([]byte(l.raw)) {
+			t.Fatalf("client --log-format json wrote a line that is not JSON: %s", l.raw)
+		}
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -44,10 +45,11 @@ func main() {
 
 // common holds the flags every long-running command has.
 type common struct {
-	config    string
-	metrics   string
-	logFormat string
-	logLevel  string
+	cpuProfile string
+	config     string
+	metrics    string
+	logFormat  string
+	logLevel   string
 }
 
 func (c *common) register(cmd *cobra.Command) {
@@ -56,6 +58,25 @@ func (c *common) register(cmd *cobra.Command) {
 	f.StringVar(&c.metrics, "metrics", "", "serve Prometheus metrics on HOST:PORT at /metrics")
 	f.StringVar(&c.logFormat, "log-format", "text", "log format: text or json (logs go to stderr)")
 	f.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	f.StringVar(&c.cpuProfile, "cpu-profile", "", "write a CPU profile to this file until exit (for developers)")
+}
+
+// profile starts the CPU profile if asked for; the returned func stops it.
+func (c *common) profile() func() {
+	if c.cpuProfile == "" {
+		return func() {}
+	}
+	f, err := os.Create(c.cpuProfile)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "braid: --cpu-profile:", err)
+		return func() {}
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		fmt.Fprintln(os.Stderr, "braid: --cpu-profile:", err)
+		f.Close()
+		return func() {}
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }
 }
 
 // logger builds the slog logger writing to w.
@@ -232,6 +253,7 @@ func newServerCmd() *cobra.Command {
 			fmt.Fprintln(os.Stderr, "braid server:", err)
 			return err
 		}
+		defer c.profile()()
 		if listen == "" {
 			return fatal(log, errors.New("braid server needs --listen HOST:PORT (or listen in --config, or BRAID_LISTEN)"))
 		}
@@ -418,6 +440,7 @@ func newClientCmd() *cobra.Command {
 			fmt.Fprintln(os.Stderr, "braid client:", err)
 			return err
 		}
+		defer c.profile()()
 		if server == "" {
 			return fatal(log, errors.New("braid client needs --server HOST:PORT (or server in --config, or BRAID_SERVER)"))
 		}
@@ -636,7 +659,7 @@ connections. Prints a table of medians, ratios and goals.`,
 	}
 	f := cmd.Flags()
 	f.IntVar(&o.Rounds, "rounds", 3, "interleaved rounds (medians are reported)")
-	f.Int64Var(&o.Bytes, "bytes", 1<<30, "bytes for the one-connection transfer")
+	f.Int64Var(&o.Bytes, "bytes", 0, "bytes for the one-connection transfer (default 1 GiB, or 32 MiB with --quick)")
 	f.BoolVar(&o.Quick, "quick", false, "small sizes, for a fast check")
 	f.BoolVar(&o.JSON, "json", false, "print one JSON document instead of a table")
 	return cmd

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +16,7 @@ import (
 	"time"
 
 	"github.com/braidmux/braid/internal/tunbench"
+	"go.uber.org/goleak"
 )
 
 var (
@@ -30,8 +33,39 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	code := m.Run()
+	if code == 0 {
+		// Everything Bench and Demo start must be gone when they return.
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goroutines left behind:", err)
+			code = 1
+		}
+		if left := processesOf(binPath); len(left) > 0 {
+			fmt.Fprintln(os.Stderr, "braid processes left running:", left)
+			code = 1
+		}
+	}
 	os.RemoveAll(binDir)
 	os.Exit(code)
+}
+
+// processesOf returns the PIDs of running processes whose command is
+// binary (Linux only; nil elsewhere or if binary is "").
+func processesOf(binary string) []string {
+	if binary == "" {
+		return nil
+	}
+	dirs, _ := filepath.Glob("/proc/[0-9]*")
+	var pids []string
+	for _, d := range dirs {
+		cmdline, err := os.ReadFile(d + "/cmdline")
+		if err != nil {
+			continue
+		}
+		if arg0, _, _ := bytes.Cut(cmdline, []byte{0}); string(arg0) == binary {
+			pids = append(pids, filepath.Base(d))
+		}
+	}
+	return pids
 }
 
 // braidBinary builds cmd/braid once per test run and returns its path.
@@ -207,5 +241,57 @@ func TestBenchOptions(t *testing.T) {
 	}
 	if err := tunbench.Demo(t.Context(), "", &bytes.Buffer{}); err == nil {
 		t.Error("Demo without a binary succeeded")
+	}
+}
+
+// cancelOn is an io.Writer that cancels a context once the output so far
+// contains a marker.
+type cancelOn struct {
+	mu     sync.Mutex
+	buf    bytes.Buffer
+	marker string
+	cancel context.CancelFunc
+}
+
+func (w *cancelOn) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf.Write(p)
+	if strings.Contains(w.buf.String(), w.marker) {
+		w.cancel()
+	}
+	return len(p), nil
+}
+
+// TestCancel cancels Bench and Demo in the middle of a transfer: they
+// must return promptly with the cancellation, leaving nothing running
+// (TestMain checks for goroutines and processes left behind).
+func TestCancel(t *testing.T) {
+	bin := braidBinary(t)
+	for _, tc := range []struct {
+		name, marker string
+		run          func(ctx context.Context, out *cancelOn) error
+	}{
+		{"bench", "round 1 of", func(ctx context.Context, out *cancelOn) error {
+			_, err := tunbench.Bench(ctx, tunbench.Options{Binary: bin, Out: out, Rounds: 1})
+			return err
+		}},
+		{"demo", "2. Download", func(ctx context.Context, out *cancelOn) error {
+			return tunbench.Demo(ctx, bin, out)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(t.Context())
+			defer cancel()
+			out := &cancelOn{marker: tc.marker, cancel: cancel}
+			start := time.Now()
+			err := tc.run(ctx, out)
+			if !errors.Is(err, context.Canceled) && (err == nil || !strings.Contains(err.Error(), "context canceled")) {
+				t.Errorf("error %v, want the cancellation", err)
+			}
+			if d := time.Since(start); d > 20*time.Second {
+				t.Errorf("took %v to return after the cancellation", d)
+			}
+		})
 	}
 }

@@ -91,10 +91,11 @@ func (e *AuthError) Error() string { return e.Msg }
 // and runs its forwards over it. Create it with NewClient and run it
 // with Run. Snapshot and Redial are safe to call concurrently with Run.
 type Client struct {
-	cfg      ClientConfig
-	log      *slog.Logger
-	instance string
-	stats    []*counters // one per Forward, same order
+	cfg       ClientConfig
+	log       *slog.Logger
+	instance  string
+	stats     []*counters // one per Forward, same order
+	hasRemote bool        // any -R forward: accept the server's streams
 
 	mu         sync.Mutex
 	sess       *session.Session
@@ -128,6 +129,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	}
 	for _, f := range cfg.Forwards {
 		c.stats = append(c.stats, newCounters(f.Name(), f.Kind.String()))
+		c.hasRemote = c.hasRemote || f.Kind == Remote
 	}
 	return c, nil
 }
@@ -166,6 +168,10 @@ func (c *Client) Snapshot() Snapshot {
 // with an error that is not transient: an *AuthError, or a Dial error
 // for which IsFatal is true.
 func (c *Client) Run(ctx context.Context) error {
+	// Connections waiting for the link wait on ctx too: cancelled when
+	// Run ends, whatever ends it, so none outlives Run.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	var lns []net.Listener
 	defer func() {
 		for _, ln := range lns {
@@ -209,6 +215,7 @@ func (c *Client) Run(ctx context.Context) error {
 			c.log.Warn("drain timeout: closing live connections", "timeout", c.cfg.DrainTimeout)
 		}
 	}
+	cancel()
 	if sess != nil {
 		sess.Close()
 	}
@@ -367,6 +374,16 @@ func (c *Client) connect(ctx context.Context) (*session.Session, []remoteResult,
 // serve accepts the streams the server opens (-R connections) until
 // the session ends or ctx is done.
 func (c *Client) serve(ctx context.Context, sess *session.Session) {
+	if !c.hasRemote {
+		// Nothing to accept. Not waiting in AcceptStream leaves reading
+		// the connection to the goroutines whose Reads wait for data
+		// (the session's read token), which saves a hand-off per message.
+		select {
+		case <-sess.CloseChan():
+		case <-ctx.Done():
+		}
+		return
+	}
 	for {
 		st, err := sess.AcceptStream(ctx)
 		if err != nil {
@@ -420,9 +437,10 @@ func (c *Client) serveRemote(st *session.Stream) {
 		return
 	}
 	start := time.Now()
-	pipe(target, st, &stats.down, &stats.up, nil)
-	c.log.Debug("connection closed", "forward", f.Name(), "duration", time.Since(start),
-		"bytes_up", stats.up.Load(), "bytes_down", stats.down.Load())
+	c.log.Debug("connection opened", "forward", f.Name(), "target", f.Target())
+	down, up, _ := pipe(target, st, &stats.down, &stats.up, nil)
+	c.log.Debug("connection closed", "forward", f.Name(), "target", f.Target(),
+		"bytes_up", up, "bytes_down", down, "duration", time.Since(start))
 }
 
 // session returns the current session, waiting up to ConnectWait for
@@ -526,13 +544,15 @@ func (c *Client) forwardLocal(ctx context.Context, i int, conn net.Conn) {
 		return
 	}
 	start := time.Now()
-	err = pipe(conn, st, &stats.up, &stats.down, func() error { return readReply(st, c.cfg.DialTimeout+5*time.Second) })
+	c.log.Debug("connection opened", "forward", f.Name(), "remote", conn.RemoteAddr().String())
+	up, down, err := pipe(conn, st, &stats.up, &stats.down, func() error { return readReply(st, c.cfg.DialTimeout+5*time.Second) })
 	if err != nil {
 		stats.failed.Add(1)
 		c.log.Warn("forward failed", "forward", f.Name(), "error", err)
 		return
 	}
-	c.log.Debug("connection closed", "forward", f.Name(), "duration", time.Since(start))
+	c.log.Debug("connection closed", "forward", f.Name(), "remote", conn.RemoteAddr().String(),
+		"bytes_up", up, "bytes_down", down, "duration", time.Since(start))
 }
 
 // socksServer builds the SOCKS5 server of a -D forward: CONNECT only,
@@ -585,7 +605,11 @@ func (c *Client) socksServer(ctx context.Context, i int) *socks5.Server {
 		}
 		// The request's reader may hold bytes the client sent after
 		// its request; read through it.
-		pipe(readerConn{Conn: conn, r: req.Reader}, st, &stats.up, &stats.down, nil)
+		start := time.Now()
+		c.log.Debug("connection opened", "forward", f.Name(), "target", addr)
+		up, down, _ := pipe(readerConn{Conn: conn, r: req.Reader}, st, &stats.up, &stats.down, nil)
+		c.log.Debug("connection closed", "forward", f.Name(), "target", addr,
+			"bytes_up", up, "bytes_down", down, "duration", time.Since(start))
 		return nil
 	}
 	return socks5.NewServer(

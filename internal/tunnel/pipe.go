@@ -21,7 +21,7 @@ const resetCode = 0x101
 // a large one from a pool only while reads keep filling what they get.
 const (
 	smallBuf = 512
-	largeBuf = 64 << 10
+	largeBuf = 256 << 10
 )
 
 var largePool = sync.Pool{New: func() any { b := make([]byte, largeBuf); return &b }}
@@ -31,15 +31,17 @@ var largePool = sync.Pool{New: func() any { b := make([]byte, largeBuf); return 
 // half-close on the other (CloseWrite); an error on either side — a TCP
 // reset, a stream reset, a failed write — aborts both, the TCP side with
 // a reset (SO_LINGER 0). toStream and fromStream count the bytes of each
-// direction. pipe returns once both directions are done; it runs one
-// direction on the calling goroutine and one on a new one.
+// direction as they pass; pipe also returns this connection's own counts
+// (sent: c to st; received: st to c). It returns once both directions
+// are done; it runs one direction on the calling goroutine and one on a
+// new one.
 //
 // If first is not nil it runs before anything is copied from the stream
 // (it reads the peer's reply to the stream's header), while bytes
 // already flow toward the stream: a new connection's first bytes do not
 // wait a round trip. If first fails, the connection is aborted and pipe
 // returns first's error.
-func pipe(c net.Conn, st *session.Stream, toStream, fromStream *atomic.Uint64, first func() error) error {
+func pipe(c net.Conn, st *session.Stream, toStream, fromStream *atomic.Uint64, first func() error) (sent, received int64, err error) {
 	var once sync.Once
 	abort := func() {
 		once.Do(func() {
@@ -48,31 +50,33 @@ func pipe(c net.Conn, st *session.Stream, toStream, fromStream *atomic.Uint64, f
 		})
 	}
 	done := make(chan struct{})
-	var firstErr error
 	go func() {
 		defer close(done)
 		if first != nil {
-			if firstErr = first(); firstErr != nil {
+			if err = first(); err != nil {
 				abort()
 				return
 			}
 		}
-		if copyHalf(c, st, fromStream) != nil {
+		var cerr error
+		if received, cerr = copyHalf(c, st, fromStream); cerr != nil {
 			abort()
 		}
 	}()
-	if copyHalf(st, c, toStream) != nil {
+	var cerr error
+	if sent, cerr = copyHalf(st, c, toStream); cerr != nil {
 		abort()
 	}
 	<-done
 	_ = st.Close()
 	_ = c.Close()
-	return firstErr
+	return sent, received, err
 }
 
 // copyHalf copies src to dst until src ends, then half-closes dst. It
-// returns nil after a clean end (io.EOF), else the error.
-func copyHalf(dst io.Writer, src io.Reader, count *atomic.Uint64) error {
+// returns the bytes copied and nil after a clean end (io.EOF), else the
+// error.
+func copyHalf(dst io.Writer, src io.Reader, count *atomic.Uint64) (total int64, _ error) {
 	var small []byte
 	var large *[]byte
 	defer func() {
@@ -101,20 +105,21 @@ func copyHalf(dst io.Writer, src io.Reader, count *atomic.Uint64) error {
 		n, err := src.Read(buf)
 		if n > 0 {
 			if _, werr := dst.Write(buf[:n]); werr != nil {
-				return werr
+				return total, werr
 			}
 			count.Add(uint64(n))
+			total += int64(n)
 		}
 		if err != nil {
 			if errors.Is(err, io.EOF) {
 				if hc, ok := dst.(interface{ CloseWrite() error }); ok {
 					if cerr := hc.CloseWrite(); cerr != nil {
-						return cerr
+						return total, cerr
 					}
 				}
-				return nil
+				return total, nil
 			}
-			return err
+			return total, err
 		}
 		// Stay large while reads fill at least half the buffer.
 		useLarge = n >= len(buf)/2 && (useLarge || n == len(buf))

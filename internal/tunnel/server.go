@@ -627,9 +627,10 @@ func (c *serverClient) serveOpen(st *session.Stream) {
 		return
 	}
 	start := time.Now()
-	pipe(target, st, &stats.down, &stats.up, nil)
+	s.log.Debug("connection opened", "user", c.user.Name, "target", m.Addr)
+	down, up, _ := pipe(target, st, &stats.down, &stats.up, nil)
 	s.log.Debug("connection closed", "user", c.user.Name, "target", m.Addr,
-		"duration", time.Since(start))
+		"bytes_up", up, "bytes_down", down, "duration", time.Since(start))
 }
 
 // acceptRemote accepts connections on an -R listener and sends each to
@@ -679,13 +680,15 @@ func (c *serverClient) forwardRemote(rl *remoteListener, conn net.Conn) {
 		return
 	}
 	start := time.Now()
-	err = pipe(conn, st, &stats.down, &stats.up, func() error { return readReply(st, s.cfg.DialTimeout+5*time.Second) })
+	s.log.Debug("connection opened", "forward", "-R "+rl.req.Spec, "user", c.user.Name, "remote", conn.RemoteAddr().String())
+	down, up, err := pipe(conn, st, &stats.down, &stats.up, func() error { return readReply(st, s.cfg.DialTimeout+5*time.Second) })
 	if err != nil {
 		stats.failed.Add(1)
 		s.log.Warn("remote forward failed", "forward", "-R "+rl.req.Spec, "user", c.user.Name, "error", err)
 		return
 	}
-	s.log.Debug("connection closed", "forward", "-R "+rl.req.Spec, "user", c.user.Name, "duration", time.Since(start))
+	s.log.Debug("connection closed", "forward", "-R "+rl.req.Spec, "user", c.user.Name, "remote", conn.RemoteAddr().String(),
+		"bytes_up", up, "bytes_down", down, "duration", time.Since(start))
 }
 
 // readReply reads the peer's openReply and turns a refusal into an error.
