@@ -1425,3 +1425,65 @@ func TestJSONLogs(t *testing.T) {
 		}
 	}
 }
+
+// ---------------------------------------------------------------------------
+// 11. Prometheus metrics on both sides.
+
+func TestMetrics(t *testing.T) {
+	parallel(t)
+	h := newHarness(t)
+	ds := newDataServer(t)
+	s, addr, _ := h.startServer(nil, "--metrics", "127.0.0.1:0")
+	sm := waitLog(t, s, regexp.MustCompile(`msg="metrics listening" addr=(\S+)`))[1]
+	sp := spec("0", "127.0.0.1", ds.port)
+	c := h.startClient(nil, addr, "-L", sp, "--metrics", "127.0.0.1:0")
+	cm := waitLog(t, c, regexp.MustCompile(`msg="metrics listening" addr=(\S+)`))[1]
+	waitConnected(t, c, 0, addr, logWait)
+	hc := httpClient(t, nil)
+	download(t, hc, waitReady(t, c, 0, "-L", sp), 50, 1<<20)
+
+	scrape := func(addr string) string {
+		t.Helper()
+		resp, err := http.Get("http://" + addr + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	for _, want := range []*regexp.Regexp{
+		regexp.MustCompile(`(?m)^braid_connected\{role="client"\} 1$`),
+		regexp.MustCompile(`(?m)^braid_forward_connections_total\{forward="-L ` + regexp.QuoteMeta(sp) + `",kind="local",role="client"\} [1-9]`),
+		regexp.MustCompile(`(?m)^braid_forward_bytes_total\{direction="down",forward="-L ` + regexp.QuoteMeta(sp) + `",kind="local",role="client"\} ` + million),
+	} {
+		if body := scrape(cm); !want.MatchString(body) {
+			t.Errorf("client metrics lack %s:\n%s", want, grepBraid(body))
+		}
+	}
+	for _, want := range []*regexp.Regexp{
+		regexp.MustCompile(`(?m)^braid_sessions\{role="server"\} 1$`),
+		regexp.MustCompile(`(?m)^braid_session_bytes_total\{direction="sent",role="server"\} ` + million),
+	} {
+		if body := scrape(sm); !want.MatchString(body) {
+			t.Errorf("server metrics lack %s:\n%s", want, grepBraid(body))
+		}
+	}
+}
+
+// million matches a Prometheus sample value of at least 1e6 (as the
+// text format writes it: 1.048716e+06).
+const million = `([1-9][0-9]{6,}|[1-9](\.[0-9]+)?e\+0[6-9])$`
+
+func grepBraid(body string) string {
+	var out []string
+	for _, l := range strings.Split(body, "\n") {
+		if strings.HasPrefix(l, "braid_") {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}

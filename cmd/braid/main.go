@@ -209,7 +209,11 @@ forward is reported to the client with the rule set that refused it.
 Examples: --allow 'R:*:8000-8999' --allow 'LD:10.0.0.0/8:*' --allow 'L:*.internal:443'
 
 Signals: SIGINT or SIGTERM stops accepting, tells clients (GOAWAY), waits up
-to --drain-timeout for live connections and exits 0.`
+to --drain-timeout for live connections and exits 0.
+
+Every flag can also be set by BRAID_<FLAG> (upper case, '-' as '_'; a
+repeated flag takes a comma-separated list: BRAID_LOCAL=8080:db:5432,9090:web:80)
+or in --config (TOML; keys are flag names); command line > variable > file.`
 
 func newServerCmd() *cobra.Command {
 	var (
@@ -380,7 +384,11 @@ Staying up: the client notices a dead link within --keepalive +
 to --reconnect-max between attempts; -L and -D keep listening, and new
 connections wait up to --connect-wait for the link; -R forwards are bound
 again on the server. SIGHUP skips the current wait. SIGINT or SIGTERM stops
-listening, waits up to --drain-timeout for live connections, and exits 0.`
+listening, waits up to --drain-timeout for live connections, and exits 0.
+
+Every flag can also be set by BRAID_<FLAG> (upper case, '-' as '_'; a
+repeated flag takes a comma-separated list: BRAID_LOCAL=8080:db:5432,9090:web:80)
+or in --config (TOML; keys are flag names); command line > variable > file.`
 
 func newClientCmd() *cobra.Command {
 	var (

@@ -1,10 +1,14 @@
 package tunbench
 
 import (
+	"context"
+	"crypto/rand"
 	"encoding/binary"
+	"fmt"
 	"io"
 	"net"
 	"sync"
+	"time"
 )
 
 // The bench target's protocol. A connection's first byte selects a mode:
@@ -12,9 +16,12 @@ import (
 //	'D' + 8-byte big-endian N: the target sends N bytes, then closes.
 //	'E': the target echoes every byte it reads, this first one included,
 //	     until the peer closes.
+//	'I': the target sends its 16-byte random identity, then closes (so
+//	     that Bench can check a --via forward leads to this target).
 const (
 	cmdDownload = 'D'
 	cmdEcho     = 'E'
+	cmdIdentify = 'I'
 )
 
 // copyBufSize is the buffer size for bulk reads and writes on either side.
@@ -24,20 +31,22 @@ const copyBufSize = 256 << 10
 // goes to, directly or through the tunnel. Safe for concurrent use.
 type target struct {
 	ln   net.Listener
-	fill []byte // read-only payload for downloads
+	fill []byte   // read-only payload for downloads
+	id   [16]byte // random identity, sent for cmdIdentify
 
 	mu    sync.Mutex
 	conns map[net.Conn]struct{}
 	wg    sync.WaitGroup
 }
 
-// startTarget listens on 127.0.0.1:0 and serves until close.
-func startTarget() (*target, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+// startTarget listens on addr (HOST:PORT) and serves until close.
+func startTarget(addr string) (*target, error) {
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
 	}
 	t := &target{ln: ln, fill: make([]byte, copyBufSize), conns: make(map[net.Conn]struct{})}
+	_, _ = rand.Read(t.id[:]) // never fails (crypto/rand)
 	for i := range t.fill {
 		t.fill[i] = byte(i * 7)
 	}
@@ -82,6 +91,8 @@ func (t *target) serve(c net.Conn) {
 		return
 	}
 	switch first[0] {
+	case cmdIdentify:
+		_, _ = c.Write(t.id[:])
 	case cmdDownload:
 		var n [8]byte
 		if _, err := io.ReadFull(c, n[:]); err != nil {
@@ -129,4 +140,34 @@ func (t *target) close() {
 	t.conns = nil
 	t.mu.Unlock()
 	t.wg.Wait()
+}
+
+// open returns how many connections the target is serving.
+func (t *target) open() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.conns)
+}
+
+// waitIdle polls until the target serves no connection, so that the
+// tunnel in front of it has closed everything of the previous step, or
+// until ctx ends or timeout passes.
+func (t *target) waitIdle(ctx context.Context, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		n := t.open()
+		if n == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the target still serves %d connections %v after they were closed on this side", n, timeout)
+		}
+		select {
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		case <-tick.C:
+		}
+	}
 }

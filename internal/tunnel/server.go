@@ -247,25 +247,28 @@ func (s *Server) handshake(c net.Conn) {
 		reply = helloReply{Code: lerr.code, Error: lerr.msg}
 	}
 	_ = ctl.SetWriteDeadline(deadline)
-	if err := writeMsg(ctl, reply); err != nil || lerr != nil {
-		if lerr != nil {
-			// Give the client a moment to read the answer and hang up
-			// itself, so the refusal is not lost to a reset.
+	werr := writeMsg(ctl, reply)
+	if lerr != nil {
+		// Give the client a moment to read the answer and hang up
+		// itself, so the refusal is not lost to a reset.
+		if werr == nil {
 			select {
 			case <-sess.CloseChan():
 			case <-ctx.Done():
 			}
-		}
-		if cl != nil {
-			cl.closeRemotes()
 		}
 		sess.Close()
 		return
 	}
 	_ = ctl.SetWriteDeadline(time.Time{})
 	release()
-	s.log.Info("client connected", "remote", remote, "user", cl.user.Name, "forwards", len(cl.remotes))
-	cl.run(ctl)
+	if werr != nil {
+		// Logged in, but the answer was lost: run cleans up at once.
+		sess.Close()
+	} else {
+		s.log.Info("client connected", "remote", remote, "user", cl.user.Name, "forwards", len(cl.remotes))
+	}
+	cl.run()
 }
 
 func (s *Server) sessionConfig() *session.Config {
@@ -494,7 +497,7 @@ type remoteListener struct {
 
 // run serves the client until its session ends, then frees everything
 // it held: -R ports first, so a reconnecting client can bind them again.
-func (c *serverClient) run(ctl *session.Stream) {
+func (c *serverClient) run() {
 	s := c.srv
 	for _, rl := range c.remotes {
 		c.wg.Add(1)
@@ -514,7 +517,6 @@ func (c *serverClient) run(ctl *session.Stream) {
 			c.serveOpen(st)
 		}()
 	}
-	_ = ctl
 	c.closeRemotes()
 	c.sess.Close()
 	c.wg.Wait()
