@@ -14,8 +14,16 @@ const tcpNotSentLowat = 25
 // frame the scheduler puts first (a control frame, a small message on an
 // interactive stream) is not stuck behind megabytes of bulk data that
 // were handed to the kernel earlier. Throughput is unaffected: the limit
-// is on data not yet sent, not on data in flight.
+// is on data not yet sent, not on data in flight. A connection layered
+// on TCP (a *tls.Conn) is tuned through its NetConn method.
 func tuneConn(c net.Conn, lowat int) {
+	for {
+		u, ok := c.(interface{ NetConn() net.Conn })
+		if !ok {
+			break
+		}
+		c = u.NetConn()
+	}
 	tc, ok := c.(*net.TCPConn)
 	if !ok || lowat <= 0 {
 		return

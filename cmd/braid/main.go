@@ -640,7 +640,10 @@ func newDemoCmd() *cobra.Command {
 }
 
 func newBenchCmd() *cobra.Command {
-	var o tunbench.Options
+	var (
+		o    tunbench.Options
+		vias []string
+	)
 	cmd := &cobra.Command{
 		Use:   "bench",
 		Short: "measure the tunnel against a direct connection on loopback, same run, with ratios",
@@ -648,9 +651,27 @@ func newBenchCmd() *cobra.Command {
 loopback TCP, in interleaved rounds: one connection's throughput, 16
 connections, 64-byte request/response latency (alone and beside a bulk
 download), connections per second, and the memory of 1 000 idle
-connections. Prints a table of medians, ratios and goals.`,
+connections. Prints a table of medians, ratios and goals.
+
+Other tunnels can be measured in the same rounds: start them yourself,
+forwarding to a fixed --target, and name each with --via, e.g.
+
+    ssh -N -L 19102:127.0.0.1:19101 localhost &
+    braid bench --target 127.0.0.1:19101 --via ssh=127.0.0.1:19102,$!,SSHD_PID
+
+The PIDs after the address (optional) are the tunnel's processes; the sum
+of their memory is reported. The table then shows braid/direct and braid
+divided by the first --via.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			for _, s := range vias {
+				v, err := tunbench.ParseVia(s)
+				if err != nil {
+					fmt.Fprintln(os.Stderr, "braid bench:", err)
+					return err
+				}
+				o.Via = append(o.Via, v)
+			}
 			exe, err := os.Executable()
 			if err != nil {
 				return err
@@ -670,6 +691,8 @@ connections. Prints a table of medians, ratios and goals.`,
 	f.Int64Var(&o.Bytes, "bytes", 0, "bytes for the one-connection transfer (default 1 GiB, or 32 MiB with --quick)")
 	f.BoolVar(&o.Quick, "quick", false, "small sizes, for a fast check")
 	f.BoolVar(&o.JSON, "json", false, "print one JSON document instead of a table")
+	f.StringVar(&o.Target, "target", "127.0.0.1:0", "HOST:PORT for the bench's target server (a fixed port for --via tunnels to forward to)")
+	f.StringArrayVar(&vias, "via", nil, "NAME=HOST:PORT[,PID...]: also measure this running tunnel to --target (repeatable)")
 	return cmd
 }
 
