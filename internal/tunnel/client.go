@@ -101,7 +101,7 @@ type Client struct {
 	sess       *session.Session
 	ready      chan struct{} // closed when sess is set
 	redial     chan struct{}
-	reconnects atomic.Uint64
+	reconnects atomic.Uint64 // sessions established, the first included
 	authFail   atomic.Uint64
 	lastStats  session.Stats
 
@@ -148,7 +148,10 @@ func (c *Client) Snapshot() Snapshot {
 	sess := c.sess
 	last := c.lastStats
 	c.mu.Unlock()
-	snap := Snapshot{Role: "client", Reconnects: c.reconnects.Load(), AuthFailures: c.authFail.Load(), Session: last}
+	snap := Snapshot{Role: "client", AuthFailures: c.authFail.Load(), Session: last}
+	if n := c.reconnects.Load(); n > 1 {
+		snap.Reconnects = n - 1 // sessions after the first
+	}
 	if sess != nil && !sess.IsClosed() {
 		snap.Connected = true
 		snap.Sessions = 1
