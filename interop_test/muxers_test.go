@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/braidmux/braid/session"
+	braidyamux "github.com/braidmux/braid/yamux"
 	"github.com/hashicorp/yamux"
 	"github.com/xtaci/smux"
 )
@@ -63,7 +64,7 @@ type muxer struct {
 func (m *muxer) has(f feature) bool { return m.features[f] }
 
 // muxers lists the multiplexers in the order of the results table.
-var muxers = []*muxer{braidMuxer, yamuxMuxer, smuxMuxer}
+var muxers = []*muxer{braidMuxer, yamuxMuxer, smuxMuxer, braidYamuxMuxer}
 
 func muxerByName(name string) *muxer {
 	for _, m := range muxers {
@@ -156,6 +157,59 @@ func (y yamuxSession) GoAway() error                               { return y.s.
 func (y yamuxSession) Ping(context.Context) (time.Duration, error) { return y.s.Ping() }
 func (y yamuxSession) NumStreams() int                             { return y.s.NumStreams() }
 func (y yamuxSession) CloseChan() <-chan struct{}                  { return y.s.CloseChan() }
+
+// ---- braid-yamux: package github.com/braidmux/braid/yamux, yamux's API on braid ----
+
+func braidYamuxConfig() *braidyamux.Config {
+	cfg := braidyamux.DefaultConfig()
+	cfg.LogOutput = io.Discard
+	return cfg
+}
+
+var braidYamuxMuxer = &muxer{
+	name:    "braid-yamux",
+	backlog: braidyamux.DefaultConfig().AcceptBacklog,
+	start: func(c, s net.Conn) (muxSession, muxSession, error) {
+		// Server and Client return at once; the handshake runs behind.
+		ss, err := braidyamux.Server(s, braidYamuxConfig())
+		if err != nil {
+			return nil, nil, err
+		}
+		cs, err := braidyamux.Client(c, braidYamuxConfig())
+		if err != nil {
+			ss.Close()
+			return nil, nil, err
+		}
+		return braidYamuxSession{cs}, braidYamuxSession{ss}, nil
+	},
+	// As in yamux, Stream.Close is a half-close (braid's CloseWrite).
+	closeWrite: func(c net.Conn) error { return c.Close() },
+	features:   map[feature]bool{featCloseWrite: true, featGoAway: true, featPing: true},
+}
+
+type braidYamuxSession struct{ s *braidyamux.Session }
+
+func (y braidYamuxSession) Open(ctx context.Context) (net.Conn, error) {
+	st, err := y.s.OpenStreamWithContext(ctx) // the package's addition to yamux's API
+	if err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+func (y braidYamuxSession) Accept(ctx context.Context) (net.Conn, error) {
+	st, err := y.s.AcceptStreamWithContext(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+func (y braidYamuxSession) Close() error                                { return y.s.Close() }
+func (y braidYamuxSession) GoAway() error                               { return y.s.GoAway() }
+func (y braidYamuxSession) Ping(context.Context) (time.Duration, error) { return y.s.Ping() }
+func (y braidYamuxSession) NumStreams() int                             { return y.s.NumStreams() }
+func (y braidYamuxSession) CloseChan() <-chan struct{}                  { return y.s.CloseChan() }
 
 // ---- smux (protocol version 2, which has per-stream flow control) ----
 

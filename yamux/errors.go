@@ -79,7 +79,7 @@ var (
 	// ErrTimeout is returned when a deadline passes (stream deadlines,
 	// StreamOpenTimeout, Ping). It is a *NetError with Timeout() true
 	// that satisfies errors.Is(err, os.ErrDeadlineExceeded).
-	ErrTimeout error = &NetError{err: errors.New("i/o deadline reached"), timeout: true}
+	ErrTimeout = &NetError{err: errors.New("i/o deadline reached"), timeout: true}
 
 	// ErrStreamClosed is returned by Write after this side closed the
 	// stream.
