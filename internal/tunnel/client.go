@@ -278,6 +278,10 @@ func (c *Client) loop(ctx context.Context) error {
 			continue
 		}
 		backoff = 0
+		select { // a SIGHUP while connecting is used up
+		case <-c.redial:
+		default:
+		}
 		if c.reconnects.Add(1) > 1 {
 			c.log.Info("connected", "server", c.cfg.Server, "reconnects", c.reconnects.Load()-1)
 		} else {
