@@ -513,7 +513,7 @@ func newClientCmd() *cobra.Command {
 			if err != nil {
 				return nil, err
 			}
-			tc := tls.Client(raw, tlsCfg)
+			tc := tunnel.NewTLSClient(raw, tlsCfg)
 			if err := tc.HandshakeContext(ctx); err != nil {
 				raw.Close()
 				return nil, fmt.Errorf("TLS with %s: %w", server, err)

@@ -216,8 +216,9 @@ func mib(n int64) string {
 // close per second; and the resident memory of the client and server
 // with 1 000 idle connections open through the tunnel (each round on a
 // fresh pair), and with none. For a Via with PIDs the memory rows are the
-// sum over those processes, which keep running across rounds: its "no
-// connections" figure is taken at the start of each round's memory step.
+// sum over those processes, which keep running across rounds (and may
+// keep memory from earlier steps): its "no connections" figure is taken
+// once, before the first round.
 //
 // Bench raises this process's RLIMIT_NOFILE soft limit to the hard limit
 // (the children inherit it). It returns the report and a nil error only
@@ -326,6 +327,19 @@ func Bench(ctx context.Context, o Options) (*Report, error) {
 	}
 	for range r.ParallelConns {
 		b.bufs = append(b.bufs, make([]byte, copyBufSize))
+	}
+	// A via runs across rounds and keeps memory it once needed, so its
+	// no-connections figure is taken once, before any traffic.
+	for i, v := range o.Via {
+		if len(v.PIDs) == 0 {
+			continue
+		}
+		base, err := sumRSS(v.PIDs)
+		if err != nil {
+			return nil, fmt.Errorf("bench: --via %s: %w", v.Name, err)
+		}
+		b.add(kBaseTotal, sideVia+i, float64(base)/(1<<20))
+		fmt.Fprintf(progress, "%s: %d processes, %.1f MiB before the first round\n", v.Name, len(v.PIDs), float64(base)/(1<<20))
 	}
 	for round := 1; round <= o.Rounds; round++ {
 		fmt.Fprintf(progress, "round %d of %d\n", round, o.Rounds)
@@ -615,9 +629,9 @@ func (b *bencher) rssRound(ctx context.Context, progress io.Writer, binary, home
 }
 
 // viaRSSRound reads the summed RSS of via i's processes, opens
-// r.IdleConns idle connections through it, reads it again, closes them
-// and waits until the target has seen them close. Without PIDs it
-// does nothing.
+// r.IdleConns idle connections through it, reads it again (the figure
+// recorded), closes them and waits until the target has seen them close.
+// Without PIDs it does nothing.
 func (b *bencher) viaRSSRound(ctx context.Context, progress io.Writer, i int) (err error) {
 	v := b.r.Vias[i]
 	if len(v.PIDs) == 0 {
@@ -646,9 +660,8 @@ func (b *bencher) viaRSSRound(ctx context.Context, progress io.Writer, i int) (e
 		return err
 	}
 	bf, idf := float64(base)/(1<<20), float64(idle)/(1<<20)
-	b.add(kBaseTotal, sideVia+i, bf)
 	b.add(kRSSTotal, sideVia+i, idf)
-	fmt.Fprintf(progress, "  %-34s %s, %d processes: %7.1f MiB, %d idle connections: %7.1f MiB\n", "RSS, no connections / idle", v.Name, len(v.PIDs), bf, len(conns), idf)
+	fmt.Fprintf(progress, "  %-34s %s %7.1f MiB before, %7.1f MiB with them\n", fmt.Sprintf("RSS, %d idle connections", len(conns)), v.Name, bf, idf)
 	return nil
 }
 

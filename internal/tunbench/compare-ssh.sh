@@ -141,7 +141,7 @@ session=$(descendants "$sshd_pid" | paste -sd, -)
 [[ -n $session ]] || die "found no sshd process serving the ssh connection"
 
 # shellcheck disable=SC2086
-cipher=$(ssh -G ${SSH_OPTS:-} -p "$sshd_port" 127.0.0.1 | awk '$1 == "ciphers" { split($2, c, ","); print c[1] }')
+cipher=$(ssh -G ${SSH_OPTS:-} -p "$sshd_port" 127.0.0.1 2>/dev/null </dev/null | awk '$1 == "ciphers" { split($2, c, ","); print c[1] }')
 echo "ssh:      $(ssh -V 2>&1), first cipher $cipher; ssh -N -L $via_port:127.0.0.1:$target_port -p $sshd_port $(id -un)@127.0.0.1 (pid $ssh_pid)"
 echo "sshd:     $SSHD -D -f sshd_config on 127.0.0.1:$sshd_port (pid $sshd_pid; serving processes $session)"
 

@@ -209,7 +209,7 @@ func (s *Server) handshake(c net.Conn) {
 	defer cancel()
 	conn := c
 	if s.cfg.TLS != nil {
-		tc := tls.Server(c, s.cfg.TLS)
+		tc := NewTLSServer(c, s.cfg.TLS)
 		if err := tc.HandshakeContext(ctx); err != nil {
 			s.log.Debug("TLS handshake failed", "remote", remote, "error", err)
 			c.Close()
