@@ -279,6 +279,7 @@ func (s *Server) sessionConfig() *session.Config {
 	cfg.Compression = session.CompressionZstd
 	cfg.MaxIncomingStreams = s.cfg.MaxConns + 16
 	cfg.Logger = s.log
+	cfg.InitialStreamWindow = tunnelStreamWindow
 	return cfg
 }
 
