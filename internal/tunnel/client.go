@@ -335,7 +335,6 @@ func (c *Client) connect(ctx context.Context) (*session.Session, []remoteResult,
 	scfg.Compression = c.cfg.Compression
 	scfg.HandshakeTimeout = c.cfg.DialTimeout
 	scfg.Logger = c.log
-	scfg.InitialStreamWindow = tunnelStreamWindow
 	sess, err := session.Client(conn, scfg)
 	if err != nil {
 		return nil, nil, fmt.Errorf("braid handshake with %s: %w", c.cfg.Server, err)

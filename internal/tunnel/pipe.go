@@ -24,17 +24,6 @@ const (
 	largeBuf = 256 << 10
 )
 
-// tunnelStreamWindow is the initial receive window of a tunnel stream.
-// The library's default (320 KiB) is sized for one process on loopback;
-// a tunnel puts two more processes and TLS on the path, so on loopback
-// the round trip under load is a millisecond or more and 320 KiB caps one
-// connection near 350 MiB/s. 2 MiB measured +20-30 % throughput on one
-// and on 16 connections with no change in echo latency beside a download
-// (braid bench, BENCHMARKS.md). Windows still grow to MaxStreamWindow on
-// long links, and Config.MaxSessionWindow still bounds what a session
-// buffers in all.
-const tunnelStreamWindow = 2 << 20
-
 var largePool = sync.Pool{New: func() any { b := make([]byte, largeBuf); return &b }}
 
 // pipe joins a forwarded TCP connection and its stream until both

@@ -279,7 +279,6 @@ func (s *Server) sessionConfig() *session.Config {
 	cfg.Compression = session.CompressionZstd
 	cfg.MaxIncomingStreams = s.cfg.MaxConns + 16
 	cfg.Logger = s.log
-	cfg.InitialStreamWindow = tunnelStreamWindow
 	return cfg
 }
 
