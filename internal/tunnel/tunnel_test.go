@@ -155,9 +155,9 @@ func mustForward(t *testing.T, k tunnel.Kind, spec string) tunnel.Forward {
 	return f
 }
 
-// echoTarget answers each connection with what it reads, half-closing
-// after the client's FIN.
-func echoTarget(t *testing.T) string {
+// tcpServer serves each connection to 127.0.0.1:0 with handle (which
+// must return once the connection is closed) until the test ends.
+func tcpServer(t *testing.T, handle func(net.Conn)) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -177,57 +177,43 @@ func echoTarget(t *testing.T) string {
 			go func() {
 				defer wg.Done()
 				defer c.Close()
-				// A plain copy loop: io.Copy would splice through
-				// pipes the runtime caches, which the fd count of
-				// the leak test would see.
-				buf := make([]byte, 4096)
-				for {
-					n, err := c.Read(buf)
-					if n > 0 {
-						c.Write(buf[:n])
-					}
-					if err != nil {
-						break
-					}
-				}
-				c.(*net.TCPConn).CloseWrite()
+				handle(c)
 			}()
 		}
 	}()
 	return ln.Addr().String()
 }
 
+// echoTarget answers each connection with what it reads, half-closing
+// after the client's FIN.
+func echoTarget(t *testing.T) string {
+	return tcpServer(t, func(c net.Conn) {
+		// A plain copy loop: io.Copy would splice through pipes the
+		// runtime caches, which the fd count of the leak test would see.
+		buf := make([]byte, 4096)
+		for {
+			n, err := c.Read(buf)
+			if n > 0 {
+				c.Write(buf[:n])
+			}
+			if err != nil {
+				break
+			}
+		}
+		c.(*net.TCPConn).CloseWrite()
+	})
+}
+
 // hashTarget reads until EOF, then answers with the SHA-256 of what it
 // read and closes: a request that relies on half-close.
 func hashTarget(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				h := sha256.New()
-				if _, err := io.Copy(h, c); err != nil {
-					return
-				}
-				c.Write(h.Sum(nil))
-			}()
+	return tcpServer(t, func(c net.Conn) {
+		h := sha256.New()
+		if _, err := io.Copy(h, c); err != nil {
+			return
 		}
-	}()
-	return ln.Addr().String()
+		c.Write(h.Sum(nil))
+	})
 }
 
 func echoOnce(t *testing.T, addr string, msg []byte) {
