@@ -555,9 +555,8 @@ func newClientCmd() *cobra.Command {
 		stopStatus()
 		<-statusDone
 		if err != nil {
-			var ae *tunnel.AuthError
-			if errors.As(err, &ae) && ae.Code == "auth" {
-				return fatal(log, err)
+			if certRefused(err) {
+				err = fmt.Errorf("the server refused this client's TLS certificate (%w); it requires one signed by its --tls-client-ca: pass --tls-cert and --tls-key", err)
 			}
 			return fatal(log, err)
 		}
@@ -568,11 +567,22 @@ func newClientCmd() *cobra.Command {
 }
 
 // isTrustError reports errors that retrying cannot fix: the server's key
-// is not the one pinned or recorded.
+// is not the one pinned or recorded, or the server refused this client's
+// certificate.
 func isTrustError(err error) bool {
 	var kc *trust.KeyChangedError
 	var pm *trust.PinMismatchError
-	return errors.As(err, &kc) || errors.As(err, &pm)
+	return errors.As(err, &kc) || errors.As(err, &pm) || certRefused(err)
+}
+
+// certRefused reports a TLS alert from the server about the client's
+// certificate (mTLS: none sent, or not signed by the server's
+// --tls-client-ca). With TLS 1.3 the alert arrives after the client's
+// side of the handshake is done, as the first thing it reads, and the
+// session's handshake error carries only its text.
+func certRefused(err error) bool {
+	msg := err.Error()
+	return strings.Contains(msg, "remote error: tls:") && strings.Contains(msg, "certificate")
 }
 
 func newTokenCmd() *cobra.Command {
