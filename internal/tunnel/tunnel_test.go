@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+	"golang.org/x/net/proxy"
 
 	"github.com/braidmux/braid/internal/auth"
 	"github.com/braidmux/braid/internal/tunnel"
@@ -159,7 +160,13 @@ func mustForward(t *testing.T, k tunnel.Kind, spec string) tunnel.Forward {
 // must return once the connection is closed) until the test ends.
 func tcpServer(t *testing.T, handle func(net.Conn)) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	return tcpServerOn(t, "127.0.0.1:0", handle)
+}
+
+// tcpServerOn is tcpServer listening on addr.
+func tcpServerOn(t *testing.T, addr string, handle func(net.Conn)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,22 +193,23 @@ func tcpServer(t *testing.T, handle func(net.Conn)) string {
 
 // echoTarget answers each connection with what it reads, half-closing
 // after the client's FIN.
-func echoTarget(t *testing.T) string {
-	return tcpServer(t, func(c net.Conn) {
-		// A plain copy loop: io.Copy would splice through pipes the
-		// runtime caches, which the fd count of the leak test would see.
-		buf := make([]byte, 4096)
-		for {
-			n, err := c.Read(buf)
-			if n > 0 {
-				c.Write(buf[:n])
-			}
-			if err != nil {
-				break
-			}
+func echoTarget(t *testing.T) string { return tcpServer(t, echoConn) }
+
+// echoConn echoes c until its FIN, then half-closes. A plain copy loop:
+// io.Copy would splice through pipes the runtime caches, which the fd
+// count of the leak test would see.
+func echoConn(c net.Conn) {
+	buf := make([]byte, 4096)
+	for {
+		n, err := c.Read(buf)
+		if n > 0 {
+			c.Write(buf[:n])
 		}
-		c.(*net.TCPConn).CloseWrite()
-	})
+		if err != nil {
+			break
+		}
+	}
+	c.(*net.TCPConn).CloseWrite()
 }
 
 // hashTarget reads until EOF, then answers with the SHA-256 of what it
@@ -284,7 +292,7 @@ func TestRefusedTargetResetsLocal(t *testing.T) {
 	waitFor(t, "failure to be counted", 5*time.Second, func() bool { return cl.Snapshot().Forwards[0].Failed == 1 })
 }
 
-func TestRemoteAndDynamicForwards(t *testing.T) {
+func TestRemoteForward(t *testing.T) {
 	srv := startServer(t, tunnel.ServerConfig{})
 	target := echoTarget(t)
 	d := &cutDialer{addr: srv.addr}
@@ -594,5 +602,50 @@ func TestShutdownDrains(t *testing.T) {
 	}
 	if err := <-shut; err != nil {
 		t.Fatalf("Shutdown: %v", err)
+	}
+}
+
+// TestIPv6AndNames: -L listening on ::1 to an IPv6 target, and -D
+// (SOCKS5) to an IPv6 literal and to a name the server resolves.
+func TestIPv6AndNames(t *testing.T) {
+	ln6, err := net.Listen("tcp", "[::1]:0")
+	if err != nil {
+		t.Fatalf("no IPv6 loopback on this machine: %v", err)
+	}
+	ln6.Close()
+	target6 := tcpServerOn(t, "[::1]:0", echoConn)
+	target4 := echoTarget(t)
+	_, port4, _ := net.SplitHostPort(target4)
+	srv := startServer(t, tunnel.ServerConfig{})
+	d := &cutDialer{addr: srv.addr}
+	cl := startClient(t, tunnel.ClientConfig{Dial: d.dial, Forwards: []tunnel.Forward{
+		mustForward(t, tunnel.Local, "[::1]:0:"+target6),
+		mustForward(t, tunnel.Dynamic, "[::1]:0"),
+	}})
+	l := cl.listen(t, 0)
+	if host, _, _ := net.SplitHostPort(l); host != "::1" {
+		t.Fatalf("-L [::1]:0:... listens on %s", l)
+	}
+	echoOnce(t, l, []byte("over IPv6"))
+
+	socks, err := proxy.SOCKS5("tcp", cl.listen(t, 1), nil, &net.Dialer{Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, dest := range []string{target6, "localhost:" + port4} {
+		c, err := socks.Dial("tcp", dest)
+		if err != nil {
+			t.Fatalf("SOCKS5 CONNECT %s: %v", dest, err)
+		}
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		msg := []byte("via -D to " + dest)
+		if _, err := c.Write(msg); err != nil {
+			t.Fatal(err)
+		}
+		got := make([]byte, len(msg))
+		if _, err := io.ReadFull(c, got); err != nil || !bytes.Equal(got, msg) {
+			t.Fatalf("SOCKS5 echo via %s: %q, %v", dest, got, err)
+		}
+		c.Close()
 	}
 }
