@@ -399,32 +399,31 @@ func (c *Client) serve(ctx context.Context, sess *session.Session) {
 		c.wg.Add(1)
 		go func() {
 			defer c.wg.Done()
-			c.serveRemote(st)
+			if l := c.serveRemote(st); l != nil {
+				l.carry()
+			}
 		}()
 	}
 }
 
-// serveRemote connects an -R connection to its target on this side.
-func (c *Client) serveRemote(st *session.Stream) {
+// serveRemote sets up an -R connection to its target on this side and
+// returns it, or nil if it failed (and was answered so).
+func (c *Client) serveRemote(st *session.Stream) *link {
 	_ = st.SetReadDeadline(time.Now().Add(c.cfg.DialTimeout))
 	var m openMsg
 	if err := readMsg(st, &m); err != nil || m.Kind != kindRemote {
 		_ = st.Reset(resetCode)
-		return
+		return nil
 	}
 	_ = st.SetReadDeadline(time.Time{})
 	i := m.ID
 	if i < 0 || i >= len(c.cfg.Forwards) || c.cfg.Forwards[i].Kind != Remote {
 		_ = writeMsg(st, openReply{Code: "unknown", Error: fmt.Sprintf("client has no -R forward %d", m.ID)})
 		_ = st.Reset(resetCode)
-		return
+		return nil
 	}
 	f, stats := c.cfg.Forwards[i], c.stats[i]
 	stats.total.Add(1)
-	c.conns.Add(1)
-	defer c.conns.Done()
-	stats.open.Add(1)
-	defer stats.open.Add(-1)
 	d := net.Dialer{Timeout: c.cfg.DialTimeout}
 	target, err := d.Dial("tcp", f.Target())
 	if err != nil {
@@ -436,18 +435,18 @@ func (c *Client) serveRemote(st *session.Stream) {
 		}
 		_ = writeMsg(st, openReply{Code: code, Error: fmt.Sprintf("client cannot connect to %s: %v", f.Target(), err)})
 		_ = st.Reset(resetCode)
-		return
+		return nil
 	}
 	if err := writeMsg(st, openReply{OK: true}); err != nil {
 		target.Close()
 		_ = st.Reset(resetCode)
-		return
+		return nil
 	}
-	start := time.Now()
-	c.log.Debug("connection opened", "forward", f.Name(), "target", f.Target())
-	down, up, _ := pipe(target, st, &stats.down, &stats.up, nil)
-	c.log.Debug("connection closed", "forward", f.Name(), "target", f.Target(),
-		"bytes_up", up, "bytes_down", down, "duration", time.Since(start))
+	c.conns.Add(1)
+	stats.open.Add(1)
+	return &link{conn: target, st: st, up: &stats.up, down: &stats.down, connIsClient: true,
+		failed: &stats.failed, log: c.log, attrs: []any{"forward", f.Name(), "target", f.Target()},
+		done: func() { stats.open.Add(-1); c.conns.Done() }}
 }
 
 // session returns the current session, waiting up to ConnectWait for
@@ -526,40 +525,36 @@ func (c *Client) acceptLocal(ctx context.Context, i int, ln net.Listener) {
 				_ = socks.ServeConn(conn)
 				return
 			}
-			c.forwardLocal(ctx, i, conn)
+			if l := c.forwardLocal(ctx, i, conn); l != nil {
+				l.carry()
+			}
 		}()
 	}
 }
 
-// forwardLocal carries one -L connection.
-func (c *Client) forwardLocal(ctx context.Context, i int, conn net.Conn) {
+// forwardLocal sets up one -L connection and returns it, or nil if it
+// failed (and was reset).
+func (c *Client) forwardLocal(ctx context.Context, i int, conn net.Conn) *link {
 	f, stats := c.cfg.Forwards[i], c.stats[i]
 	stats.total.Add(1)
-	stats.open.Add(1)
-	defer stats.open.Add(-1)
 	st, err := c.openStream(ctx)
 	if err != nil {
 		stats.failed.Add(1)
 		c.log.Warn("connection refused: no link", "forward", f.Name(), "error", err)
 		resetConn(conn)
-		return
+		return nil
 	}
 	if err := writeMsg(st, openMsg{Kind: kindLocal, Addr: f.Target()}); err != nil {
 		stats.failed.Add(1)
 		_ = st.Reset(resetCode)
 		resetConn(conn)
-		return
+		return nil
 	}
-	start := time.Now()
-	c.log.Debug("connection opened", "forward", f.Name(), "remote", conn.RemoteAddr().String())
-	up, down, err := pipe(conn, st, &stats.up, &stats.down, func() error { return readReply(st, c.cfg.DialTimeout+5*time.Second) })
-	if err != nil {
-		stats.failed.Add(1)
-		c.log.Warn("forward failed", "forward", f.Name(), "error", err)
-		return
-	}
-	c.log.Debug("connection closed", "forward", f.Name(), "remote", conn.RemoteAddr().String(),
-		"bytes_up", up, "bytes_down", down, "duration", time.Since(start))
+	stats.open.Add(1)
+	return &link{conn: conn, st: st, up: &stats.up, down: &stats.down, connIsClient: true,
+		first:  func() error { return readReply(st, c.cfg.DialTimeout+5*time.Second) },
+		failed: &stats.failed, log: c.log, attrs: []any{"forward", f.Name(), "remote", conn.RemoteAddr().String()},
+		done: func() { stats.open.Add(-1) }}
 }
 
 // socksServer builds the SOCKS5 server of a -D forward: CONNECT only,

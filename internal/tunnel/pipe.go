@@ -3,9 +3,11 @@ package tunnel
 import (
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/braidmux/braid/session"
 )
@@ -25,6 +27,51 @@ const (
 )
 
 var largePool = sync.Pool{New: func() any { b := make([]byte, largeBuf); return &b }}
+
+// link is a forwarded connection whose stream is set up: what carry
+// needs to join the two. The functions that set a connection up (rules,
+// dialing, headers: deep stacks) return a link, and the connection's
+// goroutine calls carry from a shallow frame of its own, so the stacks
+// of the two goroutines an idle connection keeps can shrink to a few KiB
+// (see "Memory" under Tunnel in BENCHMARKS.md).
+type link struct {
+	conn net.Conn
+	st   *session.Stream
+	// up counts bytes from the client side to the server side, down the
+	// other way; connIsClient says which of them conn's reads are.
+	up, down     *atomic.Uint64
+	connIsClient bool
+	first        func() error // see pipe
+	failed       *atomic.Uint64
+	done         func() // runs last: counters, limits
+	log          *slog.Logger
+	attrs        []any // identify the connection in the log lines
+}
+
+// carry joins the connection and its stream until both directions are
+// done, counts and logs the outcome.
+func (l *link) carry() {
+	defer l.done()
+	start := time.Now()
+	l.log.Debug("connection opened", l.attrs...)
+	var sent, received int64
+	var err error
+	if l.connIsClient {
+		sent, received, err = pipe(l.conn, l.st, l.up, l.down, l.first)
+	} else {
+		sent, received, err = pipe(l.conn, l.st, l.down, l.up, l.first)
+	}
+	if err != nil {
+		l.failed.Add(1)
+		l.log.Warn("forward failed", append(l.attrs, "error", err)...)
+		return
+	}
+	up, down := sent, received
+	if !l.connIsClient {
+		up, down = received, sent
+	}
+	l.log.Debug("connection closed", append(l.attrs, "bytes_up", up, "bytes_down", down, "duration", time.Since(start))...)
+}
 
 // pipe joins a forwarded TCP connection and its stream until both
 // directions have ended, and closes both. A FIN on either side becomes a

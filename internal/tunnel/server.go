@@ -514,7 +514,9 @@ func (c *serverClient) run() {
 		c.wg.Add(1)
 		go func() {
 			defer c.wg.Done()
-			c.serveOpen(st)
+			if l := c.serveOpen(st); l != nil {
+				l.carry()
+			}
 		}()
 	}
 	c.closeRemotes()
@@ -560,16 +562,17 @@ func (c *serverClient) admit() bool {
 	return true
 }
 
-// serveOpen handles a stream the client opened for -L or -D: check the
-// rules, dial the target, answer, and join the two.
-func (c *serverClient) serveOpen(st *session.Stream) {
+// serveOpen sets up a stream the client opened for -L or -D: check the
+// rules, dial the target, answer. It returns the connection to carry, or
+// nil if it failed (and was answered so).
+func (c *serverClient) serveOpen(st *session.Stream) *link {
 	s := c.srv
 	_ = st.SetReadDeadline(time.Now().Add(s.cfg.AuthTimeout))
 	var m openMsg
 	if err := readMsg(st, &m); err != nil {
 		s.log.Debug("bad open message", "user", c.user.Name, "error", err)
 		_ = st.Reset(resetCode)
-		return
+		return nil
 	}
 	_ = st.SetReadDeadline(time.Time{})
 	stats := s.outbound
@@ -588,26 +591,23 @@ func (c *serverClient) serveOpen(st *session.Stream) {
 		kind = auth.KindDynamic
 	default:
 		fail("unknown", fmt.Sprintf("unknown forward kind %q: upgrade the server", m.Kind))
-		return
+		return nil
 	}
 	host, portStr, err := net.SplitHostPort(m.Addr)
 	port, perr := strconv.Atoi(portStr)
 	if err != nil || perr != nil || host == "" || port <= 0 || port > 65535 {
 		fail("unknown", fmt.Sprintf("bad target address %q", m.Addr))
-		return
+		return nil
 	}
 	if err := s.cfg.Policy.Check(c.user, kind, host, port); err != nil {
 		s.log.Warn("forward refused", "user", c.user.Name, "target", m.Addr, "error", err)
 		fail("denied", err.Error())
-		return
+		return nil
 	}
 	if !c.admit() {
 		fail("limit", fmt.Sprintf("too many open connections for this client (limit %d; server --max-conns or the user's max_conns)", c.maxConns))
-		return
+		return nil
 	}
-	defer c.open.Add(-1)
-	stats.open.Add(1)
-	defer stats.open.Add(-1)
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.DialTimeout)
 	target, err := s.cfg.Dial(ctx, "tcp", m.Addr)
 	cancel()
@@ -621,18 +621,19 @@ func (c *serverClient) serveOpen(st *session.Stream) {
 		_ = st.SetWriteDeadline(time.Now().Add(5 * time.Second))
 		_ = writeMsg(st, openReply{Code: code, Error: fmt.Sprintf("server cannot connect to %s: %v", m.Addr, err)})
 		_ = st.Reset(resetCode)
-		return
+		c.open.Add(-1)
+		return nil
 	}
 	if err := writeMsg(st, openReply{OK: true}); err != nil {
 		target.Close()
 		_ = st.Reset(resetCode)
-		return
+		c.open.Add(-1)
+		return nil
 	}
-	start := time.Now()
-	s.log.Debug("connection opened", "user", c.user.Name, "target", m.Addr)
-	down, up, _ := pipe(target, st, &stats.down, &stats.up, nil)
-	s.log.Debug("connection closed", "user", c.user.Name, "target", m.Addr,
-		"bytes_up", up, "bytes_down", down, "duration", time.Since(start))
+	stats.open.Add(1)
+	return &link{conn: target, st: st, up: &stats.up, down: &stats.down,
+		failed: &stats.failed, log: s.log, attrs: []any{"user", c.user.Name, "target", m.Addr},
+		done: func() { stats.open.Add(-1); c.open.Add(-1) }}
 }
 
 // acceptRemote accepts connections on an -R listener and sends each to
@@ -650,47 +651,45 @@ func (c *serverClient) acceptRemote(rl *remoteListener) {
 		c.wg.Add(1)
 		go func() {
 			defer c.wg.Done()
-			c.forwardRemote(rl, conn)
+			if l := c.forwardRemote(rl, conn); l != nil {
+				l.carry()
+			}
 		}()
 	}
 }
 
-func (c *serverClient) forwardRemote(rl *remoteListener, conn net.Conn) {
+// forwardRemote sets up a connection accepted on an -R listener: a new
+// stream to the client, with the forward's header. It returns the
+// connection to carry, or nil if it failed (and was reset).
+func (c *serverClient) forwardRemote(rl *remoteListener, conn net.Conn) *link {
 	s := c.srv
 	stats := rl.stats
 	stats.total.Add(1)
 	if !c.admit() {
 		stats.failed.Add(1)
 		resetConn(conn)
-		return
+		return nil
 	}
-	defer c.open.Add(-1)
-	stats.open.Add(1)
-	defer stats.open.Add(-1)
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.DialTimeout)
 	st, err := c.sess.OpenStream(ctx)
 	cancel()
+	if err == nil {
+		if err = writeMsg(st, openMsg{Kind: kindRemote, ID: rl.req.ID}); err != nil {
+			_ = st.Reset(resetCode)
+		}
+	}
 	if err != nil {
 		stats.failed.Add(1)
 		resetConn(conn)
-		return
+		c.open.Add(-1)
+		return nil
 	}
-	if err := writeMsg(st, openMsg{Kind: kindRemote, ID: rl.req.ID}); err != nil {
-		stats.failed.Add(1)
-		_ = st.Reset(resetCode)
-		resetConn(conn)
-		return
-	}
-	start := time.Now()
-	s.log.Debug("connection opened", "forward", "-R "+rl.req.Spec, "user", c.user.Name, "remote", conn.RemoteAddr().String())
-	down, up, err := pipe(conn, st, &stats.down, &stats.up, func() error { return readReply(st, s.cfg.DialTimeout+5*time.Second) })
-	if err != nil {
-		stats.failed.Add(1)
-		s.log.Warn("remote forward failed", "forward", "-R "+rl.req.Spec, "user", c.user.Name, "error", err)
-		return
-	}
-	s.log.Debug("connection closed", "forward", "-R "+rl.req.Spec, "user", c.user.Name, "remote", conn.RemoteAddr().String(),
-		"bytes_up", up, "bytes_down", down, "duration", time.Since(start))
+	stats.open.Add(1)
+	return &link{conn: conn, st: st, up: &stats.up, down: &stats.down,
+		first:  func() error { return readReply(st, s.cfg.DialTimeout+5*time.Second) },
+		failed: &stats.failed, log: s.log,
+		attrs: []any{"forward", "-R " + rl.req.Spec, "user", c.user.Name, "remote", conn.RemoteAddr().String()},
+		done:  func() { stats.open.Add(-1); c.open.Add(-1) }}
 }
 
 // readReply reads the peer's openReply and turns a refusal into an error.

@@ -294,20 +294,37 @@ func TestRefusedTargetResetsLocal(t *testing.T) {
 
 func TestRemoteForward(t *testing.T) {
 	srv := startServer(t, tunnel.ServerConfig{})
-	target := echoTarget(t)
+	target := hashTarget(t)
 	d := &cutDialer{addr: srv.addr}
 	cl := startClient(t, tunnel.ClientConfig{Dial: d.dial, Forwards: []tunnel.Forward{
 		mustForward(t, tunnel.Remote, "0:"+target),
 	}})
-	echoOnce(t, cl.listen(t, 0), []byte("through -R"))
-	// The server's snapshot lists the bound -R listener.
-	found := false
-	for _, f := range srv.Snapshot().Forwards {
-		found = found || f.Kind == "remote" && f.Total == 1
+	c, err := net.Dial("tcp", cl.listen(t, 0))
+	if err != nil {
+		t.Fatal(err)
 	}
-	if !found {
-		t.Errorf("server snapshot has no -R forward with one connection: %+v", srv.Snapshot().Forwards)
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	payload := bytes.Repeat([]byte{7}, 1<<20)
+	c.Write(payload)
+	c.(*net.TCPConn).CloseWrite()
+	got, err := io.ReadAll(c)
+	want := sha256.Sum256(payload)
+	if err != nil || !bytes.Equal(got, want[:]) {
+		t.Fatalf("-R answer %x, %v", got, err)
 	}
+	// Up is client side to server side: for -R, the target's answer.
+	waitFor(t, "the client's counters", 5*time.Second, func() bool {
+		f := cl.Snapshot().Forwards[0]
+		return f.BytesDown == 1<<20 && f.BytesUp == 32 && f.Open == 0 && f.Total == 1
+	})
+	var found bool
+	waitFor(t, "the server's counters", 5*time.Second, func() bool {
+		for _, f := range srv.Snapshot().Forwards {
+			found = found || f.Kind == "remote" && f.Total == 1 && f.BytesDown == 1<<20 && f.BytesUp == 32
+		}
+		return found
+	})
 }
 
 func TestRemoteBindOnAllInterfacesRefusedByDefault(t *testing.T) {
