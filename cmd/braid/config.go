@@ -20,11 +20,9 @@ func applySources(fs *pflag.FlagSet, configFile string) error {
 	var fileErr error
 	file := map[string]any{}
 	if configFile != "" {
-		md, err := toml.DecodeFile(configFile, &file)
-		if err != nil {
+		if _, err := toml.DecodeFile(configFile, &file); err != nil {
 			return fmt.Errorf("config file %s: %w", configFile, err)
 		}
-		_ = md
 	}
 	// Forwards from the file.
 	if fw, ok := file["forward"]; ok {
