@@ -1,7 +1,8 @@
 package interop_test
 
-// Benchmarks: raw TCP, braid, yamux and smux (protocol version 2) side by
-// side, each with its default configuration. Every benchmark has one
+// Benchmarks: raw TCP, braid, yamux, smux (protocol version 2) and
+// go-yamux (libp2p's fork of yamux) side by side, each with its default
+// configuration. Every benchmark has one
 // sub-benchmark per transport, so one `go test -bench` run gives ratios
 // from the same machine state; cmd/benchtable turns the output into a
 // markdown table. For TCP, "a stream" is a TCP connection: a benchmark
@@ -20,10 +21,24 @@ import (
 
 	"github.com/braidmux/braid/internal/linkemu"
 	"github.com/braidmux/braid/session"
+	goyamux "github.com/libp2p/go-yamux/v5"
 )
 
 // benchTransports are the sub-benchmarks of every benchmark, in order.
-var benchTransports = []string{"tcp", "braid", "yamux", "smux"}
+// go-yamux is benchmarked only, not run by the behavioural suite.
+var benchTransports = []string{"tcp", "braid", "yamux", "smux", "go-yamux"}
+
+// benchMuxer returns the muxer a benchmark transport names: one of the
+// suite's muxers or go-yamux.
+func benchMuxer(name string) *muxer {
+	if name == goYamuxMuxer.name {
+		return goYamuxMuxer
+	}
+	return muxerByName(name)
+}
+
+// startFunc starts a muxer's client side on c and its server side on s.
+type startFunc = func(c, s net.Conn) (client, server muxSession, err error)
 
 // benchEnv opens client streams and accepts their server ends, over one
 // connection (muxers) or one connection per stream (tcp).
@@ -85,9 +100,9 @@ func emulatedLink(cfg linkemu.Config) func(*testing.B) connPair {
 }
 
 // newBenchEnv sets up transport over connections made by dial; it is
-// torn down when the benchmark ends. braidCfg, if not nil, configures
-// both braid sessions.
-func newBenchEnv(b *testing.B, transport string, dial connPair, braidCfg *session.Config) *benchEnv {
+// torn down when the benchmark ends. starts[transport], if present,
+// replaces the muxer's own start (to change its configuration).
+func newBenchEnv(b *testing.B, transport string, dial connPair, starts map[string]startFunc) *benchEnv {
 	b.Helper()
 	var env *benchEnv
 	if transport == "tcp" {
@@ -97,14 +112,9 @@ func newBenchEnv(b *testing.B, transport string, dial connPair, braidCfg *sessio
 		if err != nil {
 			b.Fatal(err)
 		}
-		start := muxerByName(transport).start
-		if transport == "braid" && braidCfg != nil {
-			start = func(c, s net.Conn) (muxSession, muxSession, error) {
-				cs, ss, err := startPair(c, s,
-					func(c net.Conn) (*session.Session, error) { return session.Client(c, braidCfg) },
-					func(c net.Conn) (*session.Session, error) { return session.Server(c, braidCfg) })
-				return braidSession{cs}, braidSession{ss}, err
-			}
+		start := benchMuxer(transport).start
+		if f, ok := starts[transport]; ok {
+			start = f
 		}
 		cs, ss, err := start(c, s)
 		if err != nil {
@@ -170,9 +180,24 @@ func forEachTransport(b *testing.B, dial func(*testing.B) connPair, f func(b *te
 	forEachTransportWith(b, dial, nil, f)
 }
 
-func forEachTransportWith(b *testing.B, dial func(*testing.B) connPair, braidCfg *session.Config, f func(b *testing.B, env *benchEnv)) {
+// forEachTransportWith is forEachTransport with starts replacing some
+// muxers' start functions (see newBenchEnv).
+func forEachTransportWith(b *testing.B, dial func(*testing.B) connPair, starts map[string]startFunc, f func(b *testing.B, env *benchEnv)) {
 	for _, tr := range benchTransports {
-		b.Run(tr, func(b *testing.B) { f(b, newBenchEnv(b, tr, dial(b), braidCfg)) })
+		b.Run(tr, func(b *testing.B) { f(b, newBenchEnv(b, tr, dial(b), starts)) })
+	}
+}
+
+// braidStart returns a start function running braid with cfg.
+func braidStart(cfg *session.Config) startFunc {
+	return func(c, s net.Conn) (muxSession, muxSession, error) {
+		cs, ss, err := startPair(c, s,
+			func(c net.Conn) (*session.Session, error) { return session.Client(c, cfg) },
+			func(c net.Conn) (*session.Session, error) { return session.Server(c, cfg) })
+		if err != nil {
+			return nil, nil, err
+		}
+		return braidSession{cs}, braidSession{ss}, nil
 	}
 }
 
@@ -347,11 +372,20 @@ const (
 
 // BenchmarkIdleStreamHeap reports the Go heap held per open, idle
 // stream, both ends together (TCP: per connection; the kernel's memory
-// is not counted). braid's MaxIncomingStreams (default 8 192) is raised
-// to hold them all.
+// is not counted). braid's MaxIncomingStreams (default 8 192) and
+// go-yamux's (default 1 000; it resets streams beyond it) are raised to
+// hold them all.
 func BenchmarkIdleStreamHeap(b *testing.B) {
 	cfg := session.DefaultConfig()
 	cfg.MaxIncomingStreams = 2 * idleStreams
+	starts := map[string]startFunc{
+		"braid": braidStart(cfg),
+		"go-yamux": goYamuxStart(func() *goyamux.Config {
+			c := goYamuxConfig()
+			c.MaxIncomingStreams = 2 * idleStreams
+			return c
+		}),
+	}
 	for _, tr := range benchTransports {
 		b.Run(tr, func(b *testing.B) {
 			n := idleStreams
@@ -365,7 +399,7 @@ func BenchmarkIdleStreamHeap(b *testing.B) {
 				// last one are gone with it, not freed while this one is
 				// measured.
 				g0 := runtime.NumGoroutine()
-				env := newBenchEnv(b, tr, loopback(b), cfg)
+				env := newBenchEnv(b, tr, loopback(b), starts)
 				clear(conns[:cap(conns)]) // the last round's conns must not be freed during this one
 				conns = conns[:0]
 				runtime.GC()

@@ -11,6 +11,7 @@ import (
 	"github.com/braidmux/braid/session"
 	braidyamux "github.com/braidmux/braid/yamux"
 	"github.com/hashicorp/yamux"
+	goyamux "github.com/libp2p/go-yamux/v5"
 	"github.com/xtaci/smux"
 )
 
@@ -210,6 +211,73 @@ func (y braidYamuxSession) GoAway() error                               { return
 func (y braidYamuxSession) Ping(context.Context) (time.Duration, error) { return y.s.Ping() }
 func (y braidYamuxSession) NumStreams() int                             { return y.s.NumStreams() }
 func (y braidYamuxSession) CloseChan() <-chan struct{}                  { return y.s.CloseChan() }
+
+// ---- go-yamux: github.com/libp2p/go-yamux/v5, libp2p's fork of yamux (benchmarks only) ----
+
+// goYamuxConfig is go-yamux's default configuration, logging discarded.
+func goYamuxConfig() *goyamux.Config {
+	cfg := goyamux.DefaultConfig()
+	cfg.LogOutput = io.Discard
+	return cfg
+}
+
+// goYamuxStart returns a muxer start function running go-yamux with the
+// configuration cfg makes (a fresh one per session) and no memory
+// manager.
+func goYamuxStart(cfg func() *goyamux.Config) func(c, s net.Conn) (muxSession, muxSession, error) {
+	return func(c, s net.Conn) (muxSession, muxSession, error) {
+		// Server and Client return at once; there is no handshake.
+		ss, err := goyamux.Server(s, cfg(), nil)
+		if err != nil {
+			return nil, nil, err
+		}
+		cs, err := goyamux.Client(c, cfg(), nil)
+		if err != nil {
+			ss.Close()
+			return nil, nil, err
+		}
+		return goYamuxSession{cs}, goYamuxSession{ss}, nil
+	}
+}
+
+// goYamuxMuxer is in the benchmarks (benchTransports) but not in muxers:
+// the behavioural suite does not run it.
+var goYamuxMuxer = &muxer{
+	name:    "go-yamux",
+	backlog: goyamux.DefaultConfig().AcceptBacklog,
+	start:   goYamuxStart(goYamuxConfig),
+	// Unlike hashicorp/yamux, go-yamux's Stream.Close is a full close and
+	// it has CloseWrite and Reset.
+	closeWrite: func(c net.Conn) error { return c.(*goyamux.Stream).CloseWrite() },
+	reset:      func(c net.Conn) error { return c.(*goyamux.Stream).ResetWithError(0x1234) },
+	features:   map[feature]bool{featCloseWrite: true, featReset: true, featGoAway: true, featPing: true},
+}
+
+type goYamuxSession struct{ s *goyamux.Session }
+
+func (y goYamuxSession) Open(ctx context.Context) (net.Conn, error) {
+	st, err := y.s.OpenStream(ctx) // waits once AcceptBacklog SYNs are unacknowledged
+	if err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+func (y goYamuxSession) Accept(ctx context.Context) (net.Conn, error) {
+	return withContext(ctx, func() (net.Conn, error) {
+		st, err := y.s.AcceptStream() // takes no context
+		if err != nil {
+			return nil, err
+		}
+		return st, nil
+	})
+}
+
+func (y goYamuxSession) Close() error                                { return y.s.Close() }
+func (y goYamuxSession) GoAway() error                               { return y.s.GoAway() }
+func (y goYamuxSession) Ping(context.Context) (time.Duration, error) { return y.s.Ping() }
+func (y goYamuxSession) NumStreams() int                             { return y.s.NumStreams() }
+func (y goYamuxSession) CloseChan() <-chan struct{}                  { return y.s.CloseChan() }
 
 // ---- smux (protocol version 2, which has per-stream flow control) ----
 

@@ -57,6 +57,26 @@ func TestRenderAll(t *testing.T) {
 	}
 }
 
+// TestRenderHyphenatedSub checks that a sub-benchmark name containing a
+// hyphen (go-yamux) keeps it, and only the GOMAXPROCS suffix is dropped.
+func TestRenderHyphenatedSub(t *testing.T) {
+	in := `BenchmarkBulk64/tcp-2        100   1000 ns/op   4000.00 MB/s
+BenchmarkBulk64/go-yamux-2   100   2000 ns/op   2000.00 MB/s
+BenchmarkBulk64/go-yamux     100   2000 ns/op   3000.00 MB/s
+`
+	got, err := render(strings.NewReader(in), "tcp", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `| benchmark | metric | tcp | go-yamux (÷ tcp) |
+|---|---|---:|---:|
+| Bulk64 | MB/s | 4000 | 2500 (0.62×) |
+`
+	if got != want {
+		t.Errorf("got:\n%s\nwant:\n%s", got, want)
+	}
+}
+
 func TestRenderNoResults(t *testing.T) {
 	if _, err := render(strings.NewReader("PASS\nok x 1s\n"), "tcp", false); err == nil {
 		t.Error("no error for input without results")
