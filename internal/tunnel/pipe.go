@@ -90,8 +90,10 @@ func (l *link) carry() {
 // returns first's error.
 func pipe(c net.Conn, st *session.Stream, toStream, fromStream *atomic.Uint64, first func() error) (sent, received int64, err error) {
 	var once sync.Once
+	aborted := false // written inside once, read after both directions
 	abort := func() {
 		once.Do(func() {
+			aborted = true
 			_ = st.Reset(resetCode)
 			resetConn(c)
 		})
@@ -115,7 +117,15 @@ func pipe(c net.Conn, st *session.Stream, toStream, fromStream *atomic.Uint64, f
 		abort()
 	}
 	<-done
-	_ = st.Close()
+	// After a clean end both FINs are exchanged (ours may still be
+	// queued): the session forgets the stream once ours is sent. Close
+	// would add nothing but a StreamCloseTimeout timer that keeps the
+	// stream's memory for minutes when our FIN is not out yet (measured:
+	// 20 000 connections opened and closed left 21.6 MB of heap on the
+	// server).
+	if aborted {
+		_ = st.Close()
+	}
 	_ = c.Close()
 	return sent, received, err
 }

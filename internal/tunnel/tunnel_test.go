@@ -666,3 +666,40 @@ func TestIPv6AndNames(t *testing.T) {
 		c.Close()
 	}
 }
+
+// TestChurnHoldsNoMemory opens and closes many connections through -L;
+// afterwards the process (client and server in it) holds no memory for
+// them: a finished stream must not wait minutes for a close timer.
+func TestChurnHoldsNoMemory(t *testing.T) {
+	target := echoTarget(t)
+	srv := startServer(t, tunnel.ServerConfig{})
+	d := &cutDialer{addr: srv.addr}
+	cl := startClient(t, tunnel.ClientConfig{Dial: d.dial, Forwards: []tunnel.Forward{mustForward(t, tunnel.Local, "0:"+target)}})
+	addr := cl.listen(t, 0)
+	churn := func(n int) {
+		for range n {
+			echoOnce(t, addr, []byte{1})
+		}
+		waitFor(t, "connections to end", 10*time.Second, func() bool {
+			return cl.Snapshot().Forwards[0].Open == 0 && srv.Snapshot().Forwards[0].Open == 0 &&
+				srv.Snapshot().Session.OpenStreams <= 1
+		})
+	}
+	heap := func() uint64 {
+		var ms runtime.MemStats
+		runtime.GC()
+		runtime.GC()
+		runtime.ReadMemStats(&ms)
+		return ms.HeapAlloc
+	}
+	churn(200) // warm up pools and caches
+	before := heap()
+	const n = 3000
+	churn(n)
+	after := heap()
+	grew := int64(after) - int64(before)
+	t.Logf("heap after %d connections: %+d bytes (%d per connection)", n, grew, grew/n)
+	if grew > n*300 {
+		t.Fatalf("%d finished connections still hold %d bytes of heap (%d each)", n, grew, grew/n)
+	}
+}
