@@ -418,8 +418,7 @@ func (c *Client) serveRemote(st *session.Stream) *link {
 	_ = st.SetReadDeadline(time.Time{})
 	i := m.ID
 	if i < 0 || i >= len(c.cfg.Forwards) || c.cfg.Forwards[i].Kind != Remote {
-		_ = writeMsg(st, openReply{Code: "unknown", Error: fmt.Sprintf("client has no -R forward %d", m.ID)})
-		_ = st.Reset(resetCode)
+		refuse(st, "unknown", fmt.Sprintf("client has no -R forward %d", m.ID))
 		return nil
 	}
 	f, stats := c.cfg.Forwards[i], c.stats[i]
@@ -433,8 +432,7 @@ func (c *Client) serveRemote(st *session.Stream) *link {
 		if isRefused(err) {
 			code = "refused"
 		}
-		_ = writeMsg(st, openReply{Code: code, Error: fmt.Sprintf("client cannot connect to %s: %v", f.Target(), err)})
-		_ = st.Reset(resetCode)
+		refuse(st, code, fmt.Sprintf("client cannot connect to %s: %v", f.Target(), err))
 		return nil
 	}
 	if err := writeMsg(st, openReply{OK: true}); err != nil {

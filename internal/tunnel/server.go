@@ -579,9 +579,7 @@ func (c *serverClient) serveOpen(st *session.Stream) *link {
 	stats.total.Add(1)
 	fail := func(code, msg string) {
 		stats.failed.Add(1)
-		_ = st.SetWriteDeadline(time.Now().Add(5 * time.Second))
-		_ = writeMsg(st, openReply{Code: code, Error: msg})
-		_ = st.Close()
+		refuse(st, code, msg)
 	}
 	var kind auth.Kind
 	switch m.Kind {
@@ -617,10 +615,7 @@ func (c *serverClient) serveOpen(st *session.Stream) *link {
 			code = "refused"
 		}
 		s.log.Debug("target dial failed", "user", c.user.Name, "target", m.Addr, "error", err)
-		stats.failed.Add(1)
-		_ = st.SetWriteDeadline(time.Now().Add(5 * time.Second))
-		_ = writeMsg(st, openReply{Code: code, Error: fmt.Sprintf("server cannot connect to %s: %v", m.Addr, err)})
-		_ = st.Reset(resetCode)
+		fail(code, fmt.Sprintf("server cannot connect to %s: %v", m.Addr, err))
 		c.open.Add(-1)
 		return nil
 	}
@@ -690,6 +685,17 @@ func (c *serverClient) forwardRemote(rl *remoteListener, conn net.Conn) *link {
 		failed: &stats.failed, log: s.log,
 		attrs: []any{"forward", "-R " + rl.req.Spec, "user", c.user.Name, "remote", conn.RemoteAddr().String()},
 		done:  func() { stats.open.Add(-1); c.open.Add(-1) }}
+}
+
+// refuse answers a stream's header with a refusal and half-closes the
+// stream. The opener resets the stream when it reads the refusal, which
+// ends it on both sides. (A reset from here could overtake the answer and
+// drop it unread; Close would hold the stream's memory until
+// StreamCloseTimeout.)
+func refuse(st *session.Stream, code, msg string) {
+	_ = st.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	_ = writeMsg(st, openReply{Code: code, Error: msg})
+	_ = st.CloseWrite()
 }
 
 // readReply reads the peer's openReply and turns a refusal into an error.

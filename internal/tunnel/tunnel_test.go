@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"runtime"
@@ -285,11 +286,33 @@ func TestRefusedTargetResetsLocal(t *testing.T) {
 	closed := ln.Addr().String()
 	ln.Close() // nothing listens there now
 	d := &cutDialer{addr: srv.addr}
-	cl := startClient(t, tunnel.ClientConfig{Dial: d.dial, Forwards: []tunnel.Forward{
-		mustForward(t, tunnel.Local, "0:"+closed),
-	}})
+	var logs syncBuffer
+	cl := startClient(t, tunnel.ClientConfig{Dial: d.dial, Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+		Forwards: []tunnel.Forward{mustForward(t, tunnel.Local, "0:"+closed)}})
 	expectNoData(t, cl.listen(t, 0))
 	waitFor(t, "failure to be counted", 5*time.Second, func() bool { return cl.Snapshot().Forwards[0].Failed == 1 })
+	// The client learns why, not just that the stream was reset.
+	waitFor(t, "the reason in the client's log", 5*time.Second, func() bool {
+		return strings.Contains(logs.String(), "server cannot connect to "+closed)
+	})
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent use (a log sink).
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }
 
 func TestRemoteForward(t *testing.T) {
