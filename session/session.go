@@ -110,9 +110,33 @@ var (
 // waits up to Config.HandshakeTimeout for the peer's, and returns the
 // running session. A nil cfg means DefaultConfig(). On error conn is
 // closed.
+//
+// Client and Server block until the handshake is done (or fails). A
+// server's accept loop should therefore call Server in each connection's
+// own goroutine, as in
+//
+//	for {
+//		conn, err := ln.Accept()
+//		if err != nil {
+//			return err
+//		}
+//		go func() {
+//			sess, err := session.Server(conn, nil)
+//			if err != nil {
+//				return // conn is closed
+//			}
+//			serve(sess)
+//		}()
+//	}
+//
+// and not in the loop itself, where one client that connects and sends
+// nothing would hold up every other one for HandshakeTimeout (10 s by
+// default). Package github.com/braidmux/braid/yamux offers constructors
+// that return at once, as hashicorp/yamux's do.
 func Client(conn net.Conn, cfg *Config) (*Session, error) { return newSession(conn, cfg, true) }
 
-// Server starts the server side of a session on conn; see Client.
+// Server starts the server side of a session on conn; see Client,
+// including why an accept loop calls it in a goroutine per connection.
 func Server(conn net.Conn, cfg *Config) (*Session, error) { return newSession(conn, cfg, false) }
 
 func newSession(conn net.Conn, cfg *Config, client bool) (*Session, error) {
