@@ -155,7 +155,8 @@ func (f *Frame) AppendBody(b []byte) []byte {
 }
 
 // Append appends the wire form of f (length prefix, then body) to b and
-// returns the extended slice. It does not check limits; see Validate.
+// returns the extended slice. It does not check limits: keeping a frame
+// within the peer's maximum frame size is the caller's job.
 func (f *Frame) Append(b []byte) []byte {
 	b = protowire.AppendVarint(b, uint64(f.BodySize()))
 	return f.AppendBody(b)

@@ -239,7 +239,9 @@ func (s *Scheduler) unlink(st *Stream) {
 // A DATA frame pushed here overtakes any data pending in the scheduler:
 // push SYN-only frames for streams that have nothing enqueued yet, and
 // send a FIN with Enqueue(st, nil, true) rather than here unless st has
-// nothing pending. Call Remove before pushing a RESET.
+// nothing pending. When a stream is reset, also Remove it before the next
+// Fill: the RESET goes out first, as every control frame does, and data
+// still pending would follow it onto the wire.
 func (s *Scheduler) PushControl(f *frame.Frame) {
 	s.ctl = f.Append(s.ctl)
 	s.ctlN++

@@ -448,8 +448,8 @@ func (s *Session) RemoteAddr() net.Addr { return s.conn.RemoteAddr() }
 // Close ends the session: a GOAWAY is sent if the connection still works,
 // the connection is closed, every stream's blocked and later calls fail
 // with an error matching net.ErrClosed, and Close waits for the session's
-// goroutines to exit. Close is idempotent; later calls return nil... the
-// first returns nil too unless closing the connection failed.
+// goroutines to exit. Close is idempotent and always returns nil; Err
+// says why the session ended.
 func (s *Session) Close() error {
 	s.mu.Lock()
 	if s.closeErr == nil && !s.closing {
