@@ -726,3 +726,52 @@ func TestChurnHoldsNoMemory(t *testing.T) {
 		t.Fatalf("%d finished connections still hold %d bytes of heap (%d each)", n, grew, grew/n)
 	}
 }
+
+// TestPerClientCaps: a client gets at most MaxForwards -R forwards and
+// MaxConns open connections; what is over is refused, the rest works.
+func TestPerClientCaps(t *testing.T) {
+	target := echoTarget(t)
+	srv := startServer(t, tunnel.ServerConfig{MaxForwards: 2, MaxConns: 2})
+	d := &cutDialer{addr: srv.addr}
+	var logs syncBuffer
+	cl := startClient(t, tunnel.ClientConfig{Dial: d.dial, Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+		Forwards: []tunnel.Forward{
+			mustForward(t, tunnel.Local, "0:"+target),
+			mustForward(t, tunnel.Remote, "0:"+target),
+			mustForward(t, tunnel.Remote, "0:"+target),
+			mustForward(t, tunnel.Remote, "0:"+target),
+		}})
+	cl.listen(t, 1)
+	cl.listen(t, 2)
+	waitFor(t, "the third -R to be refused", 5*time.Second, func() bool {
+		return strings.Contains(logs.String(), "at most 2 forwards")
+	})
+	if l := cl.Snapshot().Forwards[3].Listen; l != "" {
+		t.Fatalf("third -R forward bound at %s; the cap is 2", l)
+	}
+
+	// Two connections held open use up the connection cap.
+	local := cl.listen(t, 0)
+	var held []net.Conn
+	for range 2 {
+		c, err := net.Dial("tcp", local)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		c.Write([]byte("x"))
+		if _, err := io.ReadFull(c, make([]byte, 1)); err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, c)
+	}
+	expectNoData(t, local)
+	waitFor(t, "the refusal's reason in the client's log", 5*time.Second, func() bool {
+		return strings.Contains(logs.String(), "too many open connections")
+	})
+	// Closing one makes room again.
+	held[0].Close()
+	waitFor(t, "room for a connection", 5*time.Second, func() bool { return srv.Snapshot().Forwards[0].Open < 2 })
+	echoOnce(t, local, []byte("room again"))
+}
