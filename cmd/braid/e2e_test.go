@@ -1442,25 +1442,12 @@ func TestMetrics(t *testing.T) {
 	hc := httpClient(t, nil)
 	download(t, hc, waitReady(t, c, 0, "-L", sp), 50, 1<<20)
 
-	scrape := func(addr string) string {
-		t.Helper()
-		resp, err := http.Get("http://" + addr + "/metrics")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, err := io.ReadAll(resp.Body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return string(b)
-	}
 	for _, want := range []*regexp.Regexp{
 		regexp.MustCompile(`(?m)^braid_connected\{role="client"\} 1$`),
 		regexp.MustCompile(`(?m)^braid_forward_connections_total\{forward="-L ` + regexp.QuoteMeta(sp) + `",kind="local",role="client"\} [1-9]`),
 		regexp.MustCompile(`(?m)^braid_forward_bytes_total\{direction="down",forward="-L ` + regexp.QuoteMeta(sp) + `",kind="local",role="client"\} ` + million),
 	} {
-		if body := scrape(cm); !want.MatchString(body) {
+		if body := scrapeMetrics(t, cm); !want.MatchString(body) {
 			t.Errorf("client metrics lack %s:\n%s", want, grepBraid(body))
 		}
 	}
@@ -1468,7 +1455,7 @@ func TestMetrics(t *testing.T) {
 		regexp.MustCompile(`(?m)^braid_sessions\{role="server"\} 1$`),
 		regexp.MustCompile(`(?m)^braid_session_bytes_total\{direction="sent",role="server"\} ` + million),
 	} {
-		if body := scrape(sm); !want.MatchString(body) {
+		if body := scrapeMetrics(t, sm); !want.MatchString(body) {
 			t.Errorf("server metrics lack %s:\n%s", want, grepBraid(body))
 		}
 	}
