@@ -7,7 +7,6 @@ import (
 	"log"
 	"net"
 	"net/http"
-	"net/rpc"
 
 	"github.com/braidmux/braid/session"
 	"google.golang.org/grpc"
@@ -128,49 +127,4 @@ func Example_grpc() {
 	}
 	fmt.Println(resp.GetStatus())
 	// Output: SERVING
-}
-
-// net/rpc serves one connection per stream: rpc.ServeConn on every
-// accepted stream, rpc.NewClient on every opened one.
-func Example_netRPC() {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer ln.Close()
-
-	// Server.
-	srv := rpc.NewServer()
-	if err := srv.Register(Arith{}); err != nil {
-		log.Fatal(err)
-	}
-	go func() {
-		sess, err := acceptSession(ln)
-		if err != nil {
-			return
-		}
-		for {
-			st, err := sess.Accept()
-			if err != nil {
-				return
-			}
-			go srv.ServeConn(st)
-		}
-	}()
-
-	// Client.
-	sess := connect(ln.Addr().String())
-	defer sess.Close()
-	st, err := sess.Open()
-	if err != nil {
-		log.Fatal(err)
-	}
-	client := rpc.NewClient(st)
-	defer client.Close()
-	var product int
-	if err := client.Call("Arith.Multiply", Args{A: 6, B: 7}, &product); err != nil {
-		log.Fatal(err)
-	}
-	fmt.Println("6 × 7 =", product)
-	// Output: 6 × 7 = 42
 }
