@@ -21,7 +21,8 @@ import (
 )
 
 // ClientConfig configures a Client. Zero fields take the defaults named
-// on each field.
+// on each field. NewClient takes a copy; Dial and IsFatal may be called
+// from several goroutines at once.
 type ClientConfig struct {
 	// Server is the server's HOST:PORT, for logs.
 	Server string
@@ -79,7 +80,7 @@ func (c *ClientConfig) defaults() {
 
 // AuthError is the server's refusal of the client's login: a wrong
 // token, or a protocol version it does not speak. It is not transient:
-// Run returns it instead of retrying.
+// Run returns it instead of retrying. It is a value; safe to share.
 type AuthError struct {
 	Code string // "auth", "version"
 	Msg  string

@@ -18,7 +18,8 @@ import (
 )
 
 // ServerConfig configures a Server. Zero fields take the defaults named
-// on each field.
+// on each field. NewServer takes a copy; Users and Policy are shared and
+// must not be modified while the server runs.
 type ServerConfig struct {
 	// TLS, if not nil, wraps every accepted connection (the normal case).
 	// Nil serves braid over plain TCP, for tests.
