@@ -21,15 +21,15 @@ import (
 //	Consumed() <= Received() <= Granted() <= Consumed() + Window()
 //	initial <= Window() <= max <= MaxWindow, Window() = initial + Reserved() until Close
 type RecvWindow struct {
-	received      uint64    // payload bytes the peer has sent
-	consumed      uint64    // bytes the application has read
-	granted       uint64    // offset the peer may send up to
-	epochConsumed uint64    // consumed when the tuning epoch started
-	epochStart    time.Time // when the tuning epoch started
-	window        uint32    // current window size
-	max           uint32    // the window never grows beyond max
-	reserved      uint32    // growth beyond the initial window, held from a Budget
-	closed        bool      // Close was called: reserved is 0 and stays 0
+	received      uint64        // payload bytes the peer has sent
+	consumed      uint64        // bytes the application has read
+	granted       uint64        // offset the peer may send up to
+	epochConsumed uint64        // consumed when the tuning epoch started
+	epochStart    time.Duration // when the tuning epoch started, as since(now)
+	window        uint32        // current window size
+	max           uint32        // the window never grows beyond max
+	reserved      uint32        // growth beyond the initial window, held from a Budget
+	closed        bool          // Close was called: reserved is 0 and stays 0
 }
 
 // NewRecvWindow returns a window granting initial bytes of credit that may
@@ -43,7 +43,7 @@ func NewRecvWindow(initial, max uint32, now time.Time) RecvWindow {
 	}
 	return RecvWindow{
 		granted:    uint64(initial),
-		epochStart: now,
+		epochStart: since(now),
 		window:     initial,
 		max:        max,
 	}
@@ -130,14 +130,23 @@ func (w *RecvWindow) tune(now time.Time, rtt time.Duration, b *Budget) {
 			w.reserved += grow
 		}
 	}
-	w.epochStart = now
+	w.epochStart = since(now)
 	w.epochConsumed = w.consumed
 }
+
+// clockBase is the origin of since: a RecvWindow keeps an offset from it
+// (8 bytes) rather than a time.Time (24), because a session holds one per
+// stream.
+var clockBase = time.Now()
+
+// since returns t as an offset from clockBase, on the monotonic clock
+// when t has one.
+func since(t time.Time) time.Duration { return t.Sub(clockBase) }
 
 // drainedFast reports whether now - epochStart < TuneRTTs*rtt*inEpoch/window,
 // computed exactly as elapsed*window < TuneRTTs*rtt*inEpoch in 128 bits.
 func (w *RecvWindow) drainedFast(now time.Time, rtt time.Duration, inEpoch uint64) bool {
-	elapsed := now.Sub(w.epochStart)
+	elapsed := since(now) - w.epochStart
 	if elapsed < 0 {
 		return false
 	}

@@ -50,6 +50,18 @@ func (w *SendWindow) Add(delta uint32) error {
 	return nil
 }
 
+// Return gives back n bytes taken with Take that were never sent (a
+// frame dropped from the queue): the send offset moves back by n. It
+// panics if n is negative or more than Sent. The peer counts only bytes
+// that reached it, so after Return both sides agree on the credit again;
+// it cannot fail the way Add can.
+func (w *SendWindow) Return(n int) {
+	if n < 0 || uint64(n) > w.sent {
+		panic(fmt.Sprintf("flowcontrol: Return(%d) with %d bytes sent", n, w.sent))
+	}
+	w.sent -= uint64(n)
+}
+
 // Sent returns the total bytes taken so far: the send offset.
 func (w *SendWindow) Sent() uint64 { return w.sent }
 

@@ -9,11 +9,11 @@ import (
 // Sent records one DATA frame put in a Batch: N payload bytes of Stream,
 // and whether the frame carries FlagFIN. The session uses it to wake
 // blocked writers and to keep its flow-control books.
-type Sent struct {
-	Stream  *Stream
+type Sent[T any] struct {
+	Stream  *Stream[T]
 	N       int
 	Fin     bool
-	Prepaid bool // an EnqueueFrame frame: N took no credit here
+	Prepaid bool // an EnqueueFrame frame: credit prepaid with TakeCredit, Fill took none
 }
 
 // Batch is a set of frames for one vectored write, filled by
@@ -26,11 +26,11 @@ type Sent struct {
 //
 // A Batch is not safe for concurrent use. While its Buffers are being
 // written it must not be filled or reset.
-type Batch struct {
+type Batch[T any] struct {
 	arena  []byte      // control frames and DATA headers, in wire order
 	segs   []segment   // payloads, each after the arena bytes before it
 	bufs   net.Buffers // backing array for Buffers
-	sent   []Sent
+	sent   []Sent[T]
 	size   int
 	frames int
 }
@@ -44,14 +44,14 @@ type segment struct {
 }
 
 // appendControl adds n encoded control frames.
-func (b *Batch) appendControl(p []byte, n int) {
+func (b *Batch[T]) appendControl(p []byte, n int) {
 	b.arena = append(b.arena, p...)
 	b.size += len(p)
 	b.frames += n
 }
 
 // appendData adds one DATA frame for st carrying p (aliased).
-func (b *Batch) appendData(st *Stream, p []byte, fin bool) {
+func (b *Batch[T]) appendData(st *Stream[T], p []byte, fin bool) {
 	var flags frame.Flags
 	if fin {
 		flags = frame.FlagFIN
@@ -60,7 +60,7 @@ func (b *Batch) appendData(st *Stream, p []byte, fin bool) {
 }
 
 // appendFrame adds one DATA frame for st with flags, carrying p (aliased).
-func (b *Batch) appendFrame(st *Stream, p []byte, flags frame.Flags) {
+func (b *Batch[T]) appendFrame(st *Stream[T], p []byte, flags frame.Flags) {
 	fin := flags.Has(frame.FlagFIN)
 	before := len(b.arena)
 	b.arena = frame.AppendDataHeader(b.arena, st.ID, flags, len(p))
@@ -69,7 +69,7 @@ func (b *Batch) appendFrame(st *Stream, p []byte, flags frame.Flags) {
 	}
 	b.size += len(b.arena) - before + len(p)
 	b.frames++
-	b.sent = append(b.sent, Sent{Stream: st, N: len(p), Fin: fin, Prepaid: st.list == onFrameQ})
+	b.sent = append(b.sent, Sent[T]{Stream: st, N: len(p), Fin: fin, Prepaid: st.list == onFrameQ})
 }
 
 // Buffers returns the batch's bytes in wire order: runs of header and
@@ -79,7 +79,7 @@ func (b *Batch) appendFrame(st *Stream, p []byte, flags frame.Flags) {
 // The returned net.Buffers is a copy of a slice header over the Batch's
 // own backing array, so WriteTo consuming it does no harm; each call
 // rebuilds that array, which invalidates earlier results.
-func (b *Batch) Buffers() net.Buffers {
+func (b *Batch[T]) Buffers() net.Buffers {
 	bufs := b.bufs[:0]
 	start := 0
 	for _, sg := range b.segs {
@@ -98,18 +98,18 @@ func (b *Batch) Buffers() net.Buffers {
 
 // Sent returns one entry per DATA frame in the batch (payload or FIN), in
 // wire order. It is valid until Reset.
-func (b *Batch) Sent() []Sent { return b.sent }
+func (b *Batch[T]) Sent() []Sent[T] { return b.sent }
 
 // Size returns the total number of bytes in the batch.
-func (b *Batch) Size() int { return b.size }
+func (b *Batch[T]) Size() int { return b.size }
 
 // Frames returns the number of frames in the batch, control frames
 // included.
-func (b *Batch) Frames() int { return b.frames }
+func (b *Batch[T]) Frames() int { return b.frames }
 
 // Reset empties the batch for reuse, keeping its buffers. It drops the
 // batch's references to payloads and streams so they can be collected.
-func (b *Batch) Reset() {
+func (b *Batch[T]) Reset() {
 	clear(b.segs)
 	clear(b.sent)
 	clear(b.bufs)

@@ -24,24 +24,27 @@ func BenchmarkFill(b *testing.B) {
 
 func benchFill(b *testing.B, open, ready, maxBatch int) {
 	const maxPayload = 16 << 10
-	s := NewScheduler(maxPayload)
+	s := newSched(maxPayload)
 	backlog := make([]byte, 1<<20)
-	sts := make([]Stream, open)
+	sts := make([]tStream, open)
 	for i := range sts {
 		st := &sts[i]
 		st.ID = uint32(2*i + 1)
 		if i < ready {
-			s.AddCredit(st, 1<<62)
+			grant(b, s, st, MaxCredit)
 		}
 		s.Enqueue(st, backlog, false)
 	}
-	var batch Batch
+	var batch tBatch
 	frames := 0
 	fill := func() {
 		s.Fill(&batch, maxPayload, 1<<62, maxBatch)
 		frames += len(batch.Sent())
 		_ = batch.Buffers()
 		for _, e := range batch.Sent() {
+			if e.Stream.Credit() < MaxCredit/2 { // the peer's WINDOW_UPDATE
+				grant(b, s, e.Stream, uint32(MaxCredit-e.Stream.Credit()))
+			}
 			if !e.Stream.Queued() {
 				s.Enqueue(e.Stream, backlog, false)
 			}
@@ -61,8 +64,8 @@ func benchFill(b *testing.B, open, ready, maxBatch int) {
 
 // BenchmarkControl measures queueing and emitting one control frame.
 func BenchmarkControl(b *testing.B) {
-	s := NewScheduler(0)
-	var batch Batch
+	s := newSched(0)
+	var batch tBatch
 	f := frame.Frame{Type: frame.WindowUpdate, StreamID: 12345, WindowDelta: 1 << 20}
 	b.ReportAllocs()
 	for b.Loop() {

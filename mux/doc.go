@@ -4,13 +4,19 @@
 // A Scheduler holds two kinds of work. Control frames (WINDOW_UPDATE,
 // PING, RESET, GOAWAY, and SYN-only DATA frames the session sends to open
 // a stream) are queued as encoded bytes with PushControl or
-// PushControlBytes. Stream data is handed over per stream with Enqueue;
-// the payload slice is aliased, never copied.
+// PushControlBytes. Stream data is handed over per stream with Enqueue,
+// or as one whole prepaid frame with EnqueueFrame; the payload slice is
+// aliased, never copied.
+//
+// Scheduler, Stream, Batch and Sent take a type parameter T: the type of
+// Stream.Owner, which the caller sets to its own stream so that a Sent
+// entry leads back to it. The scheduler never looks at Owner.
 //
 // Fill builds one Batch, suitable for a single vectored write
 // (net.Buffers): first every queued control frame, then every pending
-// empty FIN frame, then DATA frames chosen by deficit round-robin (DRR)
-// over the streams that have both data and credit. A control frame is
+// empty FIN frame, then every prepaid frame, then DATA frames chosen by
+// deficit round-robin (DRR) over the streams that have both data and
+// credit. A control frame is
 // therefore never queued behind more data than the one batch that is being
 // written when it is pushed; the session bounds that with Fill's maxBatch.
 //
@@ -37,6 +43,18 @@
 // however many streams are open: streams without credit are not in the
 // ring, and empty FIN frames wait in their own queue. In steady state,
 // once a Batch's buffers have grown to the batch size, nothing allocates.
+//
+// # Credit
+//
+// A Stream's send credit is kept by the scheduler and nowhere else. It
+// grows with AddCredit (the initial window and every WINDOW_UPDATE; a
+// grant that would raise it above MaxCredit, 2^31-1, is refused with
+// ErrCreditOverflow) and with ReturnCredit (credit given back for a
+// prepaid frame dropped unsent, saturating at MaxCredit). It shrinks
+// when Fill puts round-robin DATA in a batch and when TakeCredit prepays
+// a frame for EnqueueFrame. It is never negative and never above
+// MaxCredit. Session credit is the caller's: it passes what is available
+// to Fill and HasWork, and Fill returns how much it used.
 //
 // # Ownership
 //

@@ -11,18 +11,18 @@ import (
 // stream got. Every Fill gets sessionPerFill session credit.
 func shares(t *testing.T, weights []uint32, quantum, maxPayload int, sessionPerFill int64, maxBatch, fills int) []int64 {
 	t.Helper()
-	s := NewScheduler(quantum)
+	s := newSched(quantum)
 	backlog := make([]byte, 1<<20) // aliased by every stream, never written
-	sts := make([]*Stream, len(weights))
-	idx := map[*Stream]int{}
+	sts := make([]*tStream, len(weights))
+	idx := map[*tStream]int{}
 	for i, w := range weights {
-		sts[i] = &Stream{ID: uint32(2*i + 1), Weight: w}
+		sts[i] = &tStream{ID: uint32(2*i + 1), Weight: w}
 		idx[sts[i]] = i
-		s.AddCredit(sts[i], math.MaxInt64/4)
+		grant(t, s, sts[i], MaxCredit)
 		s.Enqueue(sts[i], backlog, false)
 	}
 	got := make([]int64, len(weights))
-	var b Batch
+	var b tBatch
 	for range fills {
 		used := s.Fill(&b, maxPayload, sessionPerFill, maxBatch)
 		if used > sessionPerFill {
@@ -34,6 +34,7 @@ func shares(t *testing.T, weights []uint32, quantum, maxPayload int, sessionPerF
 				t.Fatalf("frame of %d bytes, max payload %d", e.N, maxPayload)
 			}
 			got[idx[e.Stream]] += int64(e.N)
+			grant(t, s, e.Stream, uint32(e.N)) // the peer's WINDOW_UPDATE
 			sum += int64(e.N)
 			if !e.Stream.Queued() {
 				s.Enqueue(e.Stream, backlog, false)
@@ -139,14 +140,14 @@ func TestNoRuntFrames(t *testing.T) {
 	// A quantum that is not a multiple of the max payload must not split
 	// frames at turn boundaries.
 	const maxPayload = 16<<10 - frameOverhead
-	s := NewScheduler(16 << 10)
-	sts := make([]*Stream, 5)
+	s := newSched(16 << 10)
+	sts := make([]*tStream, 5)
 	for i := range sts {
-		sts[i] = &Stream{ID: uint32(2*i + 1)}
-		s.AddCredit(sts[i], 1<<40)
+		sts[i] = &tStream{ID: uint32(2*i + 1)}
+		grant(t, s, sts[i], MaxCredit)
 		s.Enqueue(sts[i], make([]byte, 40*maxPayload), true)
 	}
-	var b Batch
+	var b tBatch
 	frames := 0
 	for s.HasWork(1 << 40) {
 		s.Fill(&b, maxPayload, 1<<40, 256<<10)

@@ -9,6 +9,28 @@ import (
 	"github.com/braidmux/braid/frame"
 )
 
+// owner stands for the session's stream type: tests instantiate the
+// scheduler with a pointer, as the session does.
+type owner struct{ name string }
+
+type (
+	tStream = Stream[*owner]
+	tSched  = Scheduler[*owner]
+	tBatch  = Batch[*owner]
+	tSent   = Sent[*owner]
+)
+
+func newSched(quantum int) *tSched { return NewScheduler[*owner](quantum) }
+
+// grant gives st n bytes of credit, failing the test if AddCredit
+// refuses.
+func grant(t testing.TB, s *tSched, st *tStream, n uint32) {
+	t.Helper()
+	if err := s.AddCredit(st, n); err != nil {
+		t.Fatalf("AddCredit(stream %d, %d) with credit %d: %v", st.ID, n, st.Credit(), err)
+	}
+}
+
 // wire is one decoded frame, with its payload copied.
 type wire struct {
 	Type     frame.Type
@@ -22,7 +44,7 @@ type wire struct {
 // decodeBatch writes b.Buffers() with WriteTo, as the session does,
 // decodes the bytes with frame.Reader and checks Size and Frames against
 // what was decoded.
-func decodeBatch(t testing.TB, b *Batch) []wire {
+func decodeBatch[T any](t testing.TB, b *Batch[T]) []wire {
 	t.Helper()
 	var buf bytes.Buffer
 	bufs := b.Buffers()
@@ -62,7 +84,7 @@ func decodeBytes(t testing.TB, p []byte) []wire {
 
 // checkSent checks that sent describes exactly the DATA frames ws, in
 // order.
-func checkSent(t testing.TB, ws []wire, sent []Sent) {
+func checkSent[T any](t testing.TB, ws []wire, sent []Sent[T]) {
 	t.Helper()
 	if len(ws) != len(sent) {
 		t.Fatalf("%d DATA frames on the wire, %d Sent entries", len(ws), len(sent))

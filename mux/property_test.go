@@ -2,6 +2,7 @@ package mux
 
 import (
 	"bytes"
+	"errors"
 	"math/rand/v2"
 	"testing"
 
@@ -36,10 +37,11 @@ func (o *ops) intn(n int) int {
 // mstream is the model of one stream: the segment handed to Enqueue and
 // how much of it has been seen on the wire.
 type mstream struct {
-	st      *Stream
+	st      *Stream[*mstream]
 	queued  bool
 	seg     []byte
 	fin     bool
+	framed  bool // seg is a prepaid frame (EnqueueFrame)
 	emitted int
 	credit  int64
 
@@ -54,19 +56,25 @@ func (m *mstream) pending() int { return len(m.seg) - m.emitted }
 // it against a model after every step.
 func runScript(t testing.TB, script []byte) {
 	o := &ops{b: script}
-	s := NewScheduler(1 + o.intn(3000))
+	s := NewScheduler[*mstream](1 + o.intn(3000))
 	nstreams := 1 + o.intn(8)
 	ms := make([]*mstream, nstreams)
 	byID := map[uint32]*mstream{}
 	for i := range ms {
-		ms[i] = &mstream{st: &Stream{ID: uint32(2*i + 1)}}
+		ms[i] = &mstream{}
+		ms[i].st = &Stream[*mstream]{ID: uint32(2*i + 1), Owner: ms[i]}
 		byID[ms[i].st.ID] = ms[i]
 	}
 	var ctl []uint64 // opaque values of queued control PINGs
 	var nextOpaque uint64
-	var b Batch
+	var b Batch[*mstream]
 
 	fill := func(maxPayload int, session int64, maxBatch int) {
+		for _, m := range ms { // a prepaid frame is never cut
+			if m.framed {
+				maxPayload = max(maxPayload, len(m.seg))
+			}
+		}
 		used := s.Fill(&b, maxPayload, session, maxBatch)
 		ws := decodeBatch(t, &b)
 		if len(ws) < len(ctl) {
@@ -81,13 +89,24 @@ func runScript(t testing.TB, script []byte) {
 		ctl = ctl[:0]
 		checkSent(t, ws, b.Sent())
 		var sum int64
-		for _, w := range ws {
+		for i, w := range ws {
 			m := byID[w.StreamID]
 			n := len(w.Payload)
 			fin := w.Flags.Has(frame.FlagFIN)
 			switch {
 			case m == nil:
 				t.Fatalf("DATA frame for unknown stream %d", w.StreamID)
+			case b.Sent()[i].Stream.Owner != m:
+				t.Fatalf("stream %d: Sent entry's Owner is not the stream's", w.StreamID)
+			case b.Sent()[i].Prepaid != m.framed:
+				t.Fatalf("stream %d: Sent.Prepaid %v, model %v", w.StreamID, b.Sent()[i].Prepaid, m.framed)
+			case m.framed:
+				if w.Flags != frame.FlagCompressed || !bytes.Equal(w.Payload, m.seg) {
+					t.Fatalf("stream %d: prepaid frame flags %v, %d bytes, want %d", w.StreamID, w.Flags, n, len(m.seg))
+				}
+				m.sent += n
+				m.queued, m.seg, m.framed = false, nil, false
+				continue
 			case !m.queued:
 				t.Fatalf("stream %d: frame with nothing enqueued", w.StreamID)
 			case n == 0 && !fin:
@@ -130,7 +149,10 @@ func runScript(t testing.TB, script []byte) {
 				if m.queued && len(m.seg) == 0 {
 					t.Fatalf("stream %d: empty FIN left behind", m.st.ID)
 				}
-				if session-used > 0 && m.queued && m.pending() > 0 && m.credit > 0 {
+				if m.framed {
+					t.Fatalf("stream %d: prepaid frame left behind", m.st.ID)
+				}
+				if session-used > 0 && m.queued && !m.framed && m.pending() > 0 && m.credit > 0 {
 					t.Fatalf("stream %d: %d bytes and %d credit left behind with %d session credit",
 						m.st.ID, m.pending(), m.credit, session-used)
 				}
@@ -143,14 +165,17 @@ func runScript(t testing.TB, script []byte) {
 		sendable, finOnly := false, false
 		for _, m := range ms {
 			st := m.st
+			if st.Credit() < 0 || st.Credit() > MaxCredit {
+				t.Fatalf("stream %d: credit %d out of [0, MaxCredit]", st.ID, st.Credit())
+			}
 			if st.Pending() != m.pending() || st.Credit() != m.credit || st.Queued() != m.queued {
 				t.Fatalf("stream %d: Pending %d Credit %d Queued %v, model %d %d %v",
 					st.ID, st.Pending(), st.Credit(), st.Queued(), m.pending(), m.credit, m.queued)
 			}
-			if m.queued && len(m.seg) == 0 {
-				finOnly = true
+			if m.queued && (len(m.seg) == 0 || m.framed) {
+				finOnly = true // needs no credit
 			}
-			if m.pending() > 0 && m.credit > 0 {
+			if !m.framed && m.pending() > 0 && m.credit > 0 {
 				sendable = true
 			}
 		}
@@ -164,7 +189,7 @@ func runScript(t testing.TB, script []byte) {
 
 	for o.more() {
 		m := ms[o.intn(len(ms))]
-		switch op := o.byte() % 8; op {
+		switch op := o.byte() % 9; op {
 		case 0, 1: // enqueue
 			n := o.intn(3000)
 			if o.byte()%4 == 0 {
@@ -194,10 +219,37 @@ func runScript(t testing.TB, script []byte) {
 					m.finsWanted++
 				}
 			}
-		case 2: // credit, sometimes negative
-			d := int64(o.intn(4000)) - 500
-			s.AddCredit(m.st, d)
-			m.credit += d
+		case 2: // credit: grant (sometimes near or past MaxCredit), take, give back
+			switch o.byte() % 4 {
+			case 0, 1:
+				d := uint32(o.intn(4000))
+				if o.byte()%8 == 0 {
+					d = uint32(MaxCredit - m.credit + int64(o.intn(3)) - 1)
+				}
+				err := s.AddCredit(m.st, d)
+				if over := m.credit+int64(d) > MaxCredit; over != errors.Is(err, ErrCreditOverflow) || (!over && err != nil) {
+					t.Fatalf("stream %d: AddCredit(%d) with credit %d = %v", m.st.ID, d, m.credit, err)
+				}
+				if err == nil {
+					m.credit += int64(d)
+				}
+			case 2:
+				n := o.intn(4000) - 100
+				ok := s.TakeCredit(m.st, n)
+				if want := n >= 0 && int64(n) <= m.credit; ok != want {
+					t.Fatalf("stream %d: TakeCredit(%d) with credit %d = %v", m.st.ID, n, m.credit, ok)
+				}
+				if ok {
+					m.credit -= int64(n)
+				}
+			case 3:
+				n := o.intn(4000) - 100
+				if o.byte()%8 == 0 {
+					n = MaxCredit
+				}
+				s.ReturnCredit(m.st, n)
+				m.credit = min(m.credit+int64(max(n, 0)), MaxCredit)
+			}
 		case 3: // remove
 			want := m.pending()
 			if got := s.Remove(m.st); got != want {
@@ -207,7 +259,11 @@ func runScript(t testing.TB, script []byte) {
 			if m.fin {
 				m.finsWanted--
 			}
-			m.queued, m.seg, m.fin, m.emitted = false, nil, false, 0
+			if m.framed && o.byte()%2 == 0 { // give back its prepaid credit
+				s.ReturnCredit(m.st, want)
+				m.credit = min(m.credit+int64(want), MaxCredit)
+			}
+			m.queued, m.seg, m.fin, m.framed, m.emitted = false, nil, false, false, 0
 		case 4: // control
 			if o.byte()%2 == 0 {
 				s.PushControl(&frame.Frame{Type: frame.Ping, Opaque: nextOpaque})
@@ -220,14 +276,32 @@ func runScript(t testing.TB, script []byte) {
 			fill(1+o.intn(2000), int64(o.intn(8000))-100, o.intn(20000))
 		case 7: // weight
 			m.st.Weight = uint32(o.byte() % 5)
+		case 8: // prepaid frame, paid with TakeCredit
+			n := 1 + o.intn(2000)
+			p := make([]byte, n)
+			for i := range p {
+				p[i] = byte(m.enqueued + i)
+			}
+			if m.queued || !s.TakeCredit(m.st, n) {
+				if !m.queued && int64(n) <= m.credit {
+					t.Fatalf("stream %d: TakeCredit(%d) with credit %d failed", m.st.ID, n, m.credit)
+				}
+				break
+			}
+			m.credit -= int64(n)
+			s.EnqueueFrame(m.st, p, frame.FlagCompressed)
+			m.queued, m.seg, m.framed, m.emitted = true, p, true, 0
+			m.enqueued += n
 		}
 		check()
 	}
 
 	// Drain: with credit for everyone, everything enqueued goes out.
 	for _, m := range ms {
-		d := 1<<40 - m.credit
-		s.AddCredit(m.st, d)
+		d := MaxCredit - m.credit
+		if err := s.AddCredit(m.st, uint32(d)); err != nil {
+			t.Fatalf("stream %d: AddCredit(%d) with credit %d: %v", m.st.ID, d, m.credit, err)
+		}
 		m.credit += d
 	}
 	for i := 0; s.HasWork(1 << 40); i++ {

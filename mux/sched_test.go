@@ -2,7 +2,9 @@ package mux
 
 import (
 	"bytes"
+	"errors"
 	"io"
+	"math"
 	"testing"
 
 	"github.com/braidmux/braid/frame"
@@ -11,7 +13,7 @@ import (
 type setup struct {
 	id     uint32
 	weight uint32
-	credit int64
+	credit uint32
 	n      int // payload bytes to enqueue
 	fin    bool
 }
@@ -92,9 +94,9 @@ func TestFill(t *testing.T) {
 			name:    "round robin, one quantum per turn",
 			quantum: 100,
 			streams: []setup{
-				{id: 1, credit: big, n: 250, fin: true},
-				{id: 3, credit: big, n: 250},
-				{id: 5, credit: big, n: 250, fin: true},
+				{id: 1, credit: MaxCredit, n: 250, fin: true},
+				{id: 3, credit: MaxCredit, n: 250},
+				{id: 5, credit: MaxCredit, n: 250, fin: true},
 			},
 			maxPayload: 100, session: big, maxBatch: big,
 			want: []want{
@@ -106,7 +108,7 @@ func TestFill(t *testing.T) {
 		{
 			name:       "weight 2 gets two frames per turn",
 			quantum:    100,
-			streams:    []setup{{id: 1, weight: 1, credit: big, n: 400}, {id: 3, weight: 2, credit: big, n: 400}},
+			streams:    []setup{{id: 1, weight: 1, credit: MaxCredit, n: 400}, {id: 3, weight: 2, credit: MaxCredit, n: 400}},
 			maxPayload: 100, session: big, maxBatch: big,
 			want: []want{
 				{1, 100, false}, {3, 100, false}, {3, 100, false},
@@ -117,7 +119,7 @@ func TestFill(t *testing.T) {
 		{
 			name:       "quantum below max payload bounds the frame",
 			quantum:    100,
-			streams:    []setup{{id: 1, credit: big, n: 499}, {id: 3, credit: big, n: 499}},
+			streams:    []setup{{id: 1, credit: MaxCredit, n: 499}, {id: 3, credit: MaxCredit, n: 499}},
 			maxPayload: 1000, session: big, maxBatch: big,
 			want: []want{
 				{1, 199, false}, {3, 199, false},
@@ -129,7 +131,7 @@ func TestFill(t *testing.T) {
 		{
 			name:       "quantum not a multiple of max payload: frames stay full",
 			quantum:    1000,
-			streams:    []setup{{id: 1, credit: big, n: 3 * 990, fin: true}, {id: 3, credit: big, n: 3 * 990}},
+			streams:    []setup{{id: 1, credit: MaxCredit, n: 3 * 990, fin: true}, {id: 3, credit: MaxCredit, n: 3 * 990}},
 			maxPayload: 990, session: big, maxBatch: big,
 			want: []want{
 				{1, 990, false}, {1, 990, false},
@@ -139,23 +141,23 @@ func TestFill(t *testing.T) {
 		},
 		{
 			name:       "batch stops once maxBatch is reached",
-			streams:    []setup{{id: 1, credit: big, n: 1000}},
+			streams:    []setup{{id: 1, credit: MaxCredit, n: 1000}},
 			maxPayload: 100, session: big, maxBatch: 150,
 			want: []want{{1, 100, false}, {1, 100, false}},
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s := NewScheduler(tt.quantum)
+			s := newSched(tt.quantum)
 			payload := map[uint32][]byte{}
 			off := map[uint32]int{}
 			for _, su := range tt.streams {
-				st := &Stream{ID: su.id, Weight: su.weight}
-				s.AddCredit(st, su.credit)
+				st := &tStream{ID: su.id, Weight: su.weight}
+				grant(t, s, st, su.credit)
 				payload[su.id] = pattern(su.id, su.n)
 				s.Enqueue(st, payload[su.id], su.fin)
 			}
-			var b Batch
+			var b tBatch
 			used := s.Fill(&b, tt.maxPayload, tt.session, tt.maxBatch)
 			ws := decodeBatch(t, &b)
 			checkSent(t, ws, b.Sent())
@@ -196,14 +198,14 @@ func equalWants(a, b []want) bool {
 }
 
 func TestRemoveDropsPending(t *testing.T) {
-	s := NewScheduler(100)
-	a, c := &Stream{ID: 1}, &Stream{ID: 3}
-	s.AddCredit(a, 1000)
-	s.AddCredit(c, 1000)
+	s := newSched(100)
+	a, c := &tStream{ID: 1}, &tStream{ID: 3}
+	grant(t, s, a, 1000)
+	grant(t, s, c, 1000)
 	s.Enqueue(a, pattern(1, 250), true)
 	s.Enqueue(c, pattern(3, 250), false)
 
-	var b Batch
+	var b tBatch
 	s.Fill(&b, 100, 1<<20, 1) // one frame: a's first 100 bytes
 	if got := b.Sent(); len(got) != 1 || got[0].Stream != a || got[0].N != 100 {
 		t.Fatalf("first batch %+v", got)
@@ -239,13 +241,13 @@ func TestRemoveDropsPending(t *testing.T) {
 	s.Enqueue(a, pattern(1, 10), true)
 	b.Reset()
 	s.Fill(&b, 100, 1<<20, 1<<20)
-	checkSent(t, decodeBatch(t, &b), []Sent{{Stream: a, N: 10, Fin: true}})
+	checkSent(t, decodeBatch(t, &b), []tSent{{Stream: a, N: 10, Fin: true}})
 }
 
 func TestRemoveEmptyFINAndBlocked(t *testing.T) {
-	s := NewScheduler(0)
-	fin := &Stream{ID: 1}
-	blocked := &Stream{ID: 3}
+	s := newSched(0)
+	fin := &tStream{ID: 1}
+	blocked := &tStream{ID: 3}
 	s.Enqueue(fin, nil, true)
 	s.Enqueue(blocked, pattern(3, 40), true) // no credit
 	if !fin.Queued() || !blocked.Queued() {
@@ -257,7 +259,7 @@ func TestRemoveEmptyFINAndBlocked(t *testing.T) {
 	if n := s.Remove(blocked); n != 40 {
 		t.Fatalf("Remove(blocked) = %d, want 40", n)
 	}
-	s.AddCredit(blocked, 100)
+	grant(t, s, blocked, 100)
 	if s.HasWork(1 << 20) {
 		t.Fatal("work left after removing everything")
 	}
@@ -268,8 +270,8 @@ func TestEnqueuePanicsWhenQueued(t *testing.T) {
 		p   []byte
 		fin bool
 	}{{[]byte("x"), false}, {nil, true}, {[]byte("x"), true}} {
-		s := NewScheduler(0)
-		st := &Stream{ID: 1}
+		s := newSched(0)
+		st := &tStream{ID: 1}
 		s.Enqueue(st, first.p, first.fin)
 		func() {
 			defer func() {
@@ -281,8 +283,8 @@ func TestEnqueuePanicsWhenQueued(t *testing.T) {
 		}()
 	}
 	// Empty, no FIN: a no-op, not a pending state.
-	s := NewScheduler(0)
-	st := &Stream{ID: 1}
+	s := newSched(0)
+	st := &tStream{ID: 1}
 	s.Enqueue(st, nil, false)
 	if st.Queued() || s.HasWork(1) {
 		t.Fatal("Enqueue(nil, false) queued something")
@@ -290,8 +292,8 @@ func TestEnqueuePanicsWhenQueued(t *testing.T) {
 }
 
 func TestCredit(t *testing.T) {
-	s := NewScheduler(0)
-	st := &Stream{ID: 7}
+	s := newSched(0)
+	st := &tStream{ID: 7}
 	s.Enqueue(st, pattern(7, 300), true)
 	if s.HasWork(1<<20) || s.Len() != 0 {
 		t.Fatal("stream without credit counted as work")
@@ -299,47 +301,59 @@ func TestCredit(t *testing.T) {
 	if !st.Queued() {
 		t.Fatal("stream with pending data not Queued")
 	}
-	var b Batch
-	s.AddCredit(st, 120)
+	var b tBatch
+	grant(t, s, st, 120)
 	if st.Credit() != 120 || !s.HasWork(1) {
 		t.Fatalf("after AddCredit: credit %d HasWork %v", st.Credit(), s.HasWork(1))
 	}
 	s.Fill(&b, 1000, 1<<20, 1<<20)
-	checkSent(t, decodeBatch(t, &b), []Sent{{Stream: st, N: 120}})
+	checkSent(t, decodeBatch(t, &b), []tSent{{Stream: st, N: 120}})
 	if st.Credit() != 0 || st.Pending() != 180 || s.HasWork(1<<20) {
 		t.Fatalf("after Fill: credit %d pending %d HasWork %v", st.Credit(), st.Pending(), s.HasWork(1<<20))
 	}
 
 	// Taking credit away unlinks; giving it back relinks.
 	b.Reset()
-	s.AddCredit(st, 50)
-	s.AddCredit(st, -60)
-	if s.HasWork(1 << 20) {
-		t.Fatal("stream with negative credit is work")
+	grant(t, s, st, 50)
+	if !s.HasWork(1) {
+		t.Fatal("stream with data and credit is not work")
+	}
+	if s.TakeCredit(st, 51) || st.Credit() != 50 {
+		t.Fatalf("TakeCredit(51) of 50 succeeded or changed credit to %d", st.Credit())
+	}
+	if !s.TakeCredit(st, 50) || st.Credit() != 0 {
+		t.Fatalf("TakeCredit(50) of 50 failed, credit %d", st.Credit())
+	}
+	if s.HasWork(1<<20) || s.Len() != 0 {
+		t.Fatal("stream whose credit was taken is still work")
 	}
 	s.Fill(&b, 1000, 1<<20, 1<<20)
 	if b.Frames() != 0 {
-		t.Fatalf("sent %d frames with negative credit", b.Frames())
+		t.Fatalf("sent %d frames without credit", b.Frames())
 	}
-	s.AddCredit(st, 1000)
+	s.ReturnCredit(st, 10)
+	if st.Credit() != 10 || !s.HasWork(1) {
+		t.Fatalf("after ReturnCredit: credit %d HasWork %v", st.Credit(), s.HasWork(1))
+	}
+	grant(t, s, st, 990)
 	s.Fill(&b, 1000, 1<<20, 1<<20)
-	checkSent(t, decodeBatch(t, &b), []Sent{{Stream: st, N: 180, Fin: true}})
-	if st.Credit() != 990-180 || st.Queued() {
+	checkSent(t, decodeBatch(t, &b), []tSent{{Stream: st, N: 180, Fin: true}})
+	if st.Credit() != 1000-180 || st.Queued() {
 		t.Fatalf("end: credit %d queued %v", st.Credit(), st.Queued())
 	}
 }
 
 func TestControlFramesFirst(t *testing.T) {
-	s := NewScheduler(0)
-	var streams []*Stream
+	s := newSched(0)
+	var streams []*tStream
 	bulk := make([]byte, 1<<20)
 	for id := uint32(1); id <= 5; id += 2 {
-		st := &Stream{ID: id}
-		s.AddCredit(st, 1<<30)
+		st := &tStream{ID: id}
+		grant(t, s, st, 1<<30)
 		s.Enqueue(st, bulk, false)
 		streams = append(streams, st)
 	}
-	var b Batch
+	var b tBatch
 	// Stop mid-turn of the first stream.
 	s.Fill(&b, 4096, 1<<30, 10000)
 	if b.Frames() < 2 || b.Sent()[0].Stream != streams[0] {
@@ -404,9 +418,9 @@ func TestControlFramesFirst(t *testing.T) {
 }
 
 func TestHasWorkMatchesFill(t *testing.T) {
-	s := NewScheduler(0)
-	st := &Stream{ID: 1}
-	var b Batch
+	s := newSched(0)
+	st := &tStream{ID: 1}
+	var b tBatch
 	check := func(session int64) {
 		t.Helper()
 		hw := s.HasWork(session)
@@ -419,7 +433,7 @@ func TestHasWorkMatchesFill(t *testing.T) {
 	check(100) // empty
 	s.Enqueue(st, []byte("abc"), false)
 	check(100) // no credit
-	s.AddCredit(st, 10)
+	grant(t, s, st, 10)
 	check(0)   // no session credit
 	check(100) // sends
 	s.Enqueue(st, nil, true)
@@ -428,13 +442,13 @@ func TestHasWorkMatchesFill(t *testing.T) {
 }
 
 func TestBatchBuffersReuse(t *testing.T) {
-	s := NewScheduler(0)
-	sts := make([]*Stream, 50)
+	s := newSched(0)
+	sts := make([]*tStream, 50)
 	for i := range sts {
-		sts[i] = &Stream{ID: uint32(2*i + 1)}
-		s.AddCredit(sts[i], 1<<30)
+		sts[i] = &tStream{ID: uint32(2*i + 1)}
+		grant(t, s, sts[i], 1<<30)
 	}
-	var b Batch
+	var b tBatch
 	for round := range 3 {
 		payloads := make([][]byte, len(sts))
 		for i, st := range sts {
@@ -481,15 +495,15 @@ func TestSteadyStateAllocs(t *testing.T) {
 	if testing.Short() {
 		t.Skip("alloc counting")
 	}
-	s := NewScheduler(4096)
+	s := newSched(4096)
 	buf := make([]byte, 1<<20)
-	sts := make([]Stream, 100)
+	sts := make([]tStream, 100)
 	for i := range sts {
 		sts[i].ID = uint32(2*i + 1)
-		s.AddCredit(&sts[i], 1<<60)
+		grant(t, s, &sts[i], MaxCredit)
 		s.Enqueue(&sts[i], buf, false)
 	}
-	var b Batch
+	var b tBatch
 	wu := frame.Frame{Type: frame.WindowUpdate, StreamID: 1, WindowDelta: 1000}
 	step := func() {
 		s.PushControl(&wu)
@@ -514,23 +528,23 @@ func TestDebtSurvivesCreditStall(t *testing.T) {
 	// A frame may overdraw a turn's deficit; the debt is paid in the
 	// stream's next turn even if it left the ring for lack of credit in
 	// between, so stalling does not earn a stream extra bytes.
-	s := NewScheduler(100)
-	a, c := &Stream{ID: 1}, &Stream{ID: 3}
-	s.AddCredit(a, 150)
-	s.AddCredit(c, 1<<20)
+	s := newSched(100)
+	a, c := &tStream{ID: 1}, &tStream{ID: 3}
+	grant(t, s, a, 150)
+	grant(t, s, c, 1<<20)
 	s.Enqueue(a, pattern(1, 1000), false)
 	s.Enqueue(c, pattern(3, 1000), false)
-	var b Batch
-	got := func() []Sent {
+	var b tBatch
+	got := func() []tSent {
 		b.Reset()
 		s.Fill(&b, 150, 1<<20, 1)
-		return append([]Sent(nil), b.Sent()...)
+		return append([]tSent(nil), b.Sent()...)
 	}
 	// a: deficit 100, sends 150 (debt 50), out of credit.
 	if e := got(); len(e) != 1 || e[0].Stream != a || e[0].N != 150 {
 		t.Fatalf("first frame %+v", e)
 	}
-	s.AddCredit(a, 1<<20) // a rejoins behind c
+	grant(t, s, a, 1<<20) // a rejoins behind c
 	if e := got(); e[0].Stream != c || e[0].N != 150 {
 		t.Fatalf("second frame %+v", e)
 	}
@@ -544,8 +558,8 @@ func TestNewSchedulerQuantum(t *testing.T) {
 	for _, tt := range []struct{ in, want int }{
 		{0, DefaultQuantum}, {-5, DefaultQuantum}, {1, 1}, {4096, 4096}, {1 << 40, MaxQuantum},
 	} {
-		if got := NewScheduler(tt.in).quantum; got != int64(tt.want) {
-			t.Errorf("NewScheduler(%d).quantum = %d, want %d", tt.in, got, tt.want)
+		if got := newSched(tt.in).quantum; got != int64(tt.want) {
+			t.Errorf("newSched(%d).quantum = %d, want %d", tt.in, got, tt.want)
 		}
 	}
 }
@@ -553,11 +567,11 @@ func TestNewSchedulerQuantum(t *testing.T) {
 // TestEnqueueFrame: a prepaid frame goes out whole, with its flags, after
 // control frames and ahead of DRR data, needing no credit.
 func TestEnqueueFrame(t *testing.T) {
-	s := NewScheduler(0)
-	var a, b Stream
+	s := newSched(0)
+	var a, b tStream
 	a.ID, b.ID = 1, 3
 	s.Enqueue(&b, make([]byte, 100), false)
-	s.AddCredit(&b, 1000)
+	grant(t, s, &b, 1000)
 	s.PushControl(&frame.Frame{Type: frame.Ping, Opaque: 7})
 	payload := []byte("compressed-bytes")
 	s.EnqueueFrame(&a, payload, frame.FlagCompressed)
@@ -567,7 +581,7 @@ func TestEnqueueFrame(t *testing.T) {
 	if !s.HasWork(0) {
 		t.Fatal("HasWork(0) false with a prepaid frame queued")
 	}
-	var batch Batch
+	var batch tBatch
 	used := s.Fill(&batch, 1<<10, 0, 1<<20) // no session credit at all
 	if used != 0 {
 		t.Fatalf("used %d session credit, want 0", used)
@@ -599,5 +613,143 @@ func TestEnqueueFrame(t *testing.T) {
 	s.EnqueueFrame(&a, payload, 0)
 	if n := s.Remove(&a); n != len(payload) || a.Queued() || s.HasWork(0) {
 		t.Fatalf("Remove dropped %d, queued %v, HasWork %v", n, a.Queued(), s.HasWork(0))
+	}
+}
+
+// TestAddCreditOverflow: credit may reach MaxCredit exactly; a grant
+// beyond it is refused with ErrCreditOverflow and changes nothing.
+func TestAddCreditOverflow(t *testing.T) {
+	s := newSched(0)
+	st := &tStream{ID: 1}
+	s.Enqueue(st, pattern(1, 10), false)
+	// Refused from zero: the stream stays out of the ring.
+	if err := s.AddCredit(st, math.MaxUint32); !errors.Is(err, ErrCreditOverflow) {
+		t.Fatalf("AddCredit(MaxUint32) = %v, want ErrCreditOverflow", err)
+	}
+	if st.Credit() != 0 || s.HasWork(1<<20) || s.Len() != 0 {
+		t.Fatalf("refused grant changed things: credit %d HasWork %v Len %d", st.Credit(), s.HasWork(1<<20), s.Len())
+	}
+	grant(t, s, st, MaxCredit-100)
+	grant(t, s, st, 100) // exactly MaxCredit
+	grant(t, s, st, 0)
+	if st.Credit() != MaxCredit || s.Len() != 1 {
+		t.Fatalf("credit %d Len %d, want %d 1", st.Credit(), s.Len(), MaxCredit)
+	}
+	for _, n := range []uint32{1, 1 << 31, math.MaxUint32} {
+		if err := s.AddCredit(st, n); !errors.Is(err, ErrCreditOverflow) {
+			t.Fatalf("AddCredit(%d) at MaxCredit = %v, want ErrCreditOverflow", n, err)
+		}
+		if st.Credit() != MaxCredit || s.Len() != 1 {
+			t.Fatalf("refused AddCredit(%d): credit %d Len %d", n, st.Credit(), s.Len())
+		}
+	}
+	// One byte below the limit after sending: one more is fine, two not.
+	var b tBatch
+	s.Fill(&b, 1, 1<<20, 1)
+	if st.Credit() != MaxCredit-1 {
+		t.Fatalf("after one byte: credit %d", st.Credit())
+	}
+	if err := s.AddCredit(st, 2); !errors.Is(err, ErrCreditOverflow) || st.Credit() != MaxCredit-1 {
+		t.Fatalf("AddCredit(2) = %v, credit %d", err, st.Credit())
+	}
+	grant(t, s, st, 1)
+}
+
+// TestTakeReturnCredit: TakeCredit takes all or nothing; ReturnCredit
+// gives back, saturating at MaxCredit; neither moves credit out of
+// [0, MaxCredit].
+func TestTakeReturnCredit(t *testing.T) {
+	s := newSched(0)
+	st := &tStream{ID: 1}
+	if !s.TakeCredit(st, 0) || s.TakeCredit(st, 1) || s.TakeCredit(st, -1) || st.Credit() != 0 {
+		t.Fatalf("on zero credit: credit %d", st.Credit())
+	}
+	grant(t, s, st, 100)
+	if s.TakeCredit(st, -5) || st.Credit() != 100 {
+		t.Fatalf("TakeCredit(-5): credit %d", st.Credit())
+	}
+	if !s.TakeCredit(st, 40) || st.Credit() != 60 {
+		t.Fatalf("TakeCredit(40) of 100: credit %d", st.Credit())
+	}
+	s.ReturnCredit(st, 0)
+	s.ReturnCredit(st, -1000)
+	if st.Credit() != 60 {
+		t.Fatalf("ReturnCredit(<= 0) changed credit to %d", st.Credit())
+	}
+	s.ReturnCredit(st, 40)
+	if st.Credit() != 100 {
+		t.Fatalf("ReturnCredit(40): credit %d", st.Credit())
+	}
+	// Saturation: a WINDOW_UPDATE refilled the window while a prepaid
+	// frame was out; giving its credit back stops at MaxCredit.
+	grant(t, s, st, MaxCredit-100-5)
+	s.ReturnCredit(st, 100)
+	if st.Credit() != MaxCredit {
+		t.Fatalf("ReturnCredit past MaxCredit: credit %d", st.Credit())
+	}
+	s.ReturnCredit(st, math.MaxInt)
+	if st.Credit() != MaxCredit {
+		t.Fatalf("ReturnCredit(MaxInt): credit %d", st.Credit())
+	}
+	if !s.TakeCredit(st, MaxCredit) || st.Credit() != 0 {
+		t.Fatalf("TakeCredit(MaxCredit): credit %d", st.Credit())
+	}
+	s.ReturnCredit(st, math.MaxInt)
+	if st.Credit() != MaxCredit {
+		t.Fatalf("ReturnCredit(MaxInt) from 0: credit %d", st.Credit())
+	}
+}
+
+// TestPrepaidCredit: the flow of a compressing writer. Credit taken with
+// TakeCredit pays for an EnqueueFrame frame, Fill takes no more, and
+// credit for a frame removed unsent comes back with ReturnCredit. A
+// stream waiting for credit joins the ring when credit is returned.
+func TestPrepaidCredit(t *testing.T) {
+	s := newSched(0)
+	a := &tStream{ID: 1, Owner: &owner{"a"}}
+	grant(t, s, a, 100)
+	p := pattern(1, 60)
+	if !s.TakeCredit(a, len(p)) {
+		t.Fatal("TakeCredit(60) of 100 failed")
+	}
+	s.EnqueueFrame(a, p, frame.FlagCompressed)
+	var b tBatch
+	if used := s.Fill(&b, 1000, 1<<20, 1<<20); used != 0 {
+		t.Fatalf("Fill used %d session credit for a prepaid frame", used)
+	}
+	if e := b.Sent(); len(e) != 1 || e[0].Stream != a || !e[0].Prepaid || e[0].N != 60 || e[0].Stream.Owner.name != "a" {
+		t.Fatalf("Sent %+v", e)
+	}
+	if a.Credit() != 40 {
+		t.Fatalf("credit after the prepaid frame: %d, want 40", a.Credit())
+	}
+	b.Reset()
+
+	// Dropped unsent: the credit comes back.
+	if !s.TakeCredit(a, 40) {
+		t.Fatal("TakeCredit(40) of 40 failed")
+	}
+	s.EnqueueFrame(a, p[:40], frame.FlagCompressed)
+	if n := s.Remove(a); n != 40 {
+		t.Fatalf("Remove = %d", n)
+	}
+	s.ReturnCredit(a, 40)
+	if a.Credit() != 40 || s.HasWork(1<<20) {
+		t.Fatalf("after Remove and ReturnCredit: credit %d HasWork %v", a.Credit(), s.HasWork(1<<20))
+	}
+
+	// Data waiting for credit is sent once credit is returned.
+	if !s.TakeCredit(a, 40) {
+		t.Fatal("TakeCredit(40) failed")
+	}
+	s.Enqueue(a, p, true)
+	if s.HasWork(1 << 20) {
+		t.Fatal("stream without credit is work")
+	}
+	s.ReturnCredit(a, 40)
+	s.Fill(&b, 1000, 1<<20, 1<<20)
+	checkSent(t, decodeBatch(t, &b), []tSent{{Stream: a, N: 40}})
+	if a.Credit() != 0 || a.Pending() != 20 {
+		t.Fatalf("credit %d pending %d", a.Credit(), a.Pending())
 	}
 }

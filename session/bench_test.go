@@ -342,8 +342,8 @@ func BenchmarkOpenEchoClose(b *testing.B) {
 
 // Experiment knobs for the benchmarks, used to choose the defaults
 // recorded in BENCHMARKS.md: BRAID_BATCH (bytes per vectored write),
-// BRAID_LOWAT (TCP_NOTSENT_LOWAT), BRAID_YIELD, BRAID_DIRECT and
-// BRAID_SHAREREADS (0 or 1),
+// BRAID_LOWAT (TCP_NOTSENT_LOWAT), BRAID_YIELD and BRAID_DIRECT (0 or
+// 1), BRAID_READAHEAD (bytes per read call of the reader goroutine),
 // and BRAID_MAXWIN / BRAID_INITWIN (see benchConfig). Unset, the
 // package defaults apply.
 func init() {
@@ -359,8 +359,8 @@ func init() {
 	if v := os.Getenv("BRAID_DIRECT"); v != "" {
 		directWrites = v == "1"
 	}
-	if v := os.Getenv("BRAID_SHAREREADS"); v != "" {
-		shareReads = v == "1"
+	if v, err := strconv.Atoi(os.Getenv("BRAID_READAHEAD")); err == nil && v > 0 {
+		readAhead = v
 	}
 }
 

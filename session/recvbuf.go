@@ -9,44 +9,38 @@ type chunk struct {
 }
 
 // recvBuf is a stream's queue of received, unread bytes: a FIFO of pooled
-// buffers. Large payloads are kept in the frame buffer they arrived in
-// (no copy); small ones are copied into the spare room of the last buffer.
+// buffers. Large payloads are kept in the buffer the reader read them
+// into (no copy); small ones are copied into the spare room of the last
+// buffer.
 // Capacity held is at most about twice the bytes buffered plus one small
 // buffer. Guarded by the session lock.
 type recvBuf struct {
 	chunks []chunk
-	head   int
-	n      int
+	head   int32
+	n      int32 // at most a stream window, below 2^31
 }
 
 // smallPayload is the size below which payloads are copied rather than
 // kept in their frame buffer, so tiny frames cannot pin big buffers.
 const smallPayload = 2048
 
-func (r *recvBuf) len() int { return r.n }
+func (r *recvBuf) len() int { return int(r.n) }
 
-// push appends payload, which aliases the body buffer of the frame rd
-// returned last; that buffer is taken from rd (Detach) if it is kept.
-func (r *recvBuf) push(payload []byte, rd *frame.Reader) {
+// push appends a copy of payload, which the caller keeps. Small payloads
+// go into the spare room of the last buffer.
+func (r *recvBuf) push(payload []byte) {
 	n := len(payload)
 	if n == 0 {
 		return
 	}
-	r.n += n
+	r.n += int32(n)
 	if t := r.tail(); t != nil && n < smallPayload && t.end+n <= cap(*t.owner) {
 		*t.owner = (*t.owner)[:cap(*t.owner)]
 		copy((*t.owner)[t.end:], payload)
 		t.end += n
 		return
 	}
-	if n >= smallPayload && rd != nil {
-		if owner := rd.Detach(); owner != nil {
-			off := cap(*owner) - cap(payload)
-			r.chunks = append(r.chunks, chunk{owner: owner, off: off, end: off + n})
-			return
-		}
-	}
-	size := max(n, min(16<<10, max(512, r.n)))
+	size := max(n, min(16<<10, max(512, int(r.n))))
 	owner := frame.GetBuffer(size)
 	*owner = (*owner)[:cap(*owner)]
 	copy(*owner, payload)
@@ -60,12 +54,12 @@ func (r *recvBuf) pushOwned(owner *[]byte) {
 		frame.PutBuffer(owner)
 		return
 	}
-	r.n += n
+	r.n += int32(n)
 	r.chunks = append(r.chunks, chunk{owner: owner, end: n})
 }
 
 func (r *recvBuf) tail() *chunk {
-	if len(r.chunks) == r.head {
+	if len(r.chunks) == int(r.head) {
 		return nil
 	}
 	return &r.chunks[len(r.chunks)-1]
@@ -74,7 +68,7 @@ func (r *recvBuf) tail() *chunk {
 // read copies buffered bytes into p and returns how many.
 func (r *recvBuf) read(p []byte) int {
 	total := 0
-	for len(p) > 0 && r.head < len(r.chunks) {
+	for len(p) > 0 && int(r.head) < len(r.chunks) {
 		c := &r.chunks[r.head]
 		k := copy(p, (*c.owner)[c.off:c.end])
 		c.off += k
@@ -86,18 +80,18 @@ func (r *recvBuf) read(p []byte) int {
 			r.head++
 		}
 	}
-	r.n -= total
+	r.n -= int32(total)
 	r.compact()
 	return total
 }
 
 // discard drops everything and returns how many bytes were dropped.
 func (r *recvBuf) discard() int {
-	for i := r.head; i < len(r.chunks); i++ {
+	for i := r.head; int(i) < len(r.chunks); i++ {
 		frame.PutBuffer(r.chunks[i].owner)
 		r.chunks[i] = chunk{}
 	}
-	n := r.n
+	n := int(r.n)
 	r.n = 0
 	r.head = 0
 	r.chunks = r.chunks[:0]
@@ -105,7 +99,7 @@ func (r *recvBuf) discard() int {
 }
 
 func (r *recvBuf) compact() {
-	if r.head == len(r.chunks) {
+	if int(r.head) == len(r.chunks) {
 		r.head = 0
 		r.chunks = r.chunks[:0]
 		if cap(r.chunks) > 64 {

@@ -23,22 +23,25 @@ import (
 //
 // All methods are safe for concurrent use.
 type Session struct {
-	conn   net.Conn
+	seam   seam // the connection: only the reader and the writer touch it
 	cfg    Config
 	client bool
 	log    *slog.Logger
-	rd     *frame.Reader // used by the holder of the read token (read.go) after the handshake
 
+	// Set by the handshake (the reader goroutine's first frame), then
+	// read-only.
 	peer        peerSettings
 	compression frame.Compression
 	enc         *zstd.Encoder // set when zstd was agreed
+	helloDone   chan struct{} // closed when the peer's HELLO was applied
+	hsErr       error         // why the handshake failed
 
 	mu          sync.Mutex
-	streams     map[uint32]*Stream
-	nextID      uint32 // next ID this side opens
-	lastPeerID  uint32 // highest ID the peer opened
-	numIncoming int    // open peer-opened streams
-	sched       *mux.Scheduler
+	streams     map[uint32]*Stream // open and half-closed streams
+	nextID      uint32             // next ID this side opens
+	lastPeerID  uint32             // highest ID the peer opened
+	numIncoming int                // open peer-opened streams
+	sched       *mux.Scheduler[*Stream]
 	sendWin     flowcontrol.SendWindow // session credit towards the peer
 	recvWin     flowcontrol.RecvWindow // session window we grant
 	budget      flowcontrol.Budget     // pays for stream window growth
@@ -47,6 +50,7 @@ type Session struct {
 	goAwayRecv  bool
 	closing     bool  // Close called or fatal error: writer flushes and stops
 	closeErr    error // why the session ended; set once
+	urgent      bool  // the frame being applied woke a goroutine waiting for a message
 	pings       map[uint64]chan struct{}
 	pingSeq     uint64
 	rtt         time.Duration // smoothed RTT of keepalive PINGs
@@ -57,30 +61,10 @@ type Session struct {
 	pingSentAt  time.Time     // outstanding keepalive ping
 	pingOpaque  uint64
 	closeBy     time.Time // write deadline while flushing at close
-	connBusy    bool      // someone holds cw and is writing to conn
+	connBusy    bool      // someone holds the right to write to the connection
 	writeErr    error     // the connection write that failed, if one did
-	cw          connWriter
 
-	kick chan struct{} // wakes the writer; capacity 1
-
-	// The read token (read.go).
-	rdBusy              bool          // someone holds it
-	rdApp               bool          // the holder is an application goroutine
-	rdOwner             *Stream       // the stream that holder waits on
-	rdStop              bool          // the holder was interrupted: conn's read deadline is in the past
-	rdShare             bool          // application goroutines may read (conn has read deadlines)
-	rdWant              bool          // the reader goroutine should take the token when it is free
-	rdNeed              int           // goroutines waiting for a frame that do not read themselves
-	rdQueue             []*Stream     // streams with goroutines queued for the token, from rdHead
-	rdHead              int           // index of rdQueue's first entry
-	rdNext              *Stream       // the stream whose goroutines were woken to take the token
-	rdWoke              int           // wokeNone, wokeSome or wokeUrgent (read.go)
-	rdArmed             bool          // rdIdle is running
-	rdTakes, rdArmTakes uint64        // takeRead calls, and their count when rdIdle was armed
-	rdIdle              *time.Timer   // hands an idle token to the reader goroutine
-	rdKick              chan struct{} // wakes the reader goroutine; capacity 1
-	rx                  rxState       // a payload an interrupt cut short
-
+	kick     chan struct{} // wakes the writer; capacity 1
 	acceptCh chan struct{} // signals AcceptStream; capacity 1
 	openCh   chan struct{} // signals OpenStream waiting for backlog room; capacity 1
 	unacked  int           // streams we opened that the peer has not accepted yet
@@ -146,19 +130,18 @@ func newSession(conn net.Conn, cfg *Config, client bool) (*Session, error) {
 		return nil, err
 	}
 	s := &Session{
-		conn:     conn,
-		cfg:      c,
-		client:   client,
-		log:      c.Logger,
-		streams:  make(map[uint32]*Stream),
-		sched:    mux.NewScheduler(0),
-		kick:     make(chan struct{}, 1),
-		rdKick:   make(chan struct{}, 1),
-		rdWant:   true,
-		acceptCh: make(chan struct{}, 1),
-		openCh:   make(chan struct{}, 1),
-		done:     make(chan struct{}),
-		pings:    make(map[uint64]chan struct{}),
+		seam:      newSeam(conn, c.MaxFrameSize),
+		cfg:       c,
+		client:    client,
+		log:       c.Logger,
+		helloDone: make(chan struct{}),
+		streams:   make(map[uint32]*Stream),
+		sched:     mux.NewScheduler[*Stream](0),
+		kick:      make(chan struct{}, 1),
+		acceptCh:  make(chan struct{}, 1),
+		openCh:    make(chan struct{}, 1),
+		done:      make(chan struct{}),
+		pings:     make(map[uint64]chan struct{}),
 	}
 	if s.log == nil {
 		s.log = slog.New(discardHandler{})
@@ -168,15 +151,13 @@ func newSession(conn net.Conn, cfg *Config, client bool) (*Session, error) {
 	} else {
 		s.nextID = 2
 	}
-	now := time.Now()
-	s.recvWin = flowcontrol.NewRecvWindow(c.MaxSessionWindow, c.MaxSessionWindow, now)
+	s.recvWin = flowcontrol.NewRecvWindow(c.MaxSessionWindow, c.MaxSessionWindow, time.Now())
 	s.budget = flowcontrol.NewBudget(int64(c.MaxSessionWindow))
-	s.rd = frame.NewReader(conn, c.MaxFrameSize)
-	s.cw.vectored = writevConn(conn)
 	tuneConn(conn, notSentLowat)
 
 	// The HELLO goes out through the writer goroutine so that a
-	// synchronous conn (net.Pipe) cannot deadlock both sides writing.
+	// synchronous conn (net.Pipe) cannot deadlock both sides writing;
+	// the reader goroutine reads the peer's as its first frame.
 	hello := frame.Frame{Type: frame.Hello, HasSettings: true, Settings: frame.Settings{
 		Magic:              []byte(frame.Magic),
 		Version:            frame.Version,
@@ -190,89 +171,50 @@ func newSession(conn net.Conn, cfg *Config, client bool) (*Session, error) {
 		hello.Settings.Compression = []frame.Compression{c.Compression.wire()}
 	}
 	s.sched.PushControl(&hello)
-	s.wg.Add(1)
+	s.wg.Add(2)
 	go s.writeLoop()
+	go s.readLoop()
 
-	if err := s.handshake(); err != nil {
+	// The handshake timeout closes the connection rather than setting a
+	// read deadline on it (see seam).
+	timer := time.NewTimer(c.HandshakeTimeout)
+	select {
+	case <-s.helloDone:
+		timer.Stop()
+	case <-s.done:
+		timer.Stop()
+	case <-timer.C:
 		s.mu.Lock()
+		if s.hsErr == nil && s.peer.maxPayload == 0 {
+			s.hsErr = fmt.Errorf("%w: no HELLO from peer within %v", ErrHandshake, c.HandshakeTimeout)
+			s.shutdown(s.hsErr, false)
+		}
+		s.mu.Unlock()
+	}
+	s.mu.Lock()
+	if err := s.hsErr; err != nil || s.peer.maxPayload == 0 {
+		// (A session that ended after a good HELLO is returned: its
+		// calls report why it ended.)
+		if err == nil {
+			err = fmt.Errorf("%w: %v", ErrHandshake, s.closeErr)
+		}
 		s.shutdown(err, false)
 		s.mu.Unlock()
 		s.wg.Wait()
 		return nil, err
 	}
-	s.wg.Add(1)
-	go s.readLoop()
+	if s.closeErr != nil {
+		s.mu.Unlock()
+		return s, nil
+	}
 	// PINGs right away give flow control an RTT estimate.
-	s.mu.Lock()
 	s.rttProbes = rttProbes
 	s.sendKeepalivePing(time.Now())
 	if c.KeepAliveInterval > 0 {
 		s.kaTimer = time.AfterFunc(min(c.KeepAliveInterval, c.KeepAliveTimeout), s.keepalive)
 	}
 	s.mu.Unlock()
-	s.wake()
 	return s, nil
-}
-
-// handshake reads and checks the peer's HELLO.
-func (s *Session) handshake() error {
-	s.conn.SetReadDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
-	f, err := s.rd.ReadFrame()
-	// Application goroutines read the connection too only if an
-	// interrupt can stop them (read.go).
-	share := s.conn.SetReadDeadline(time.Time{}) == nil && shareReads
-	if err != nil {
-		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() {
-			return fmt.Errorf("%w: no HELLO from peer within %v", ErrHandshake, s.cfg.HandshakeTimeout)
-		}
-		return fmt.Errorf("%w: %v", ErrHandshake, err)
-	}
-	if f.Type != frame.Hello || !f.HasSettings {
-		return fmt.Errorf("%w: peer's first frame is %v, not HELLO (is it speaking braid?)", ErrHandshake, f.Type)
-	}
-	h := &f.Settings
-	switch {
-	case string(h.Magic) != frame.Magic:
-		return fmt.Errorf("%w: bad magic %q", ErrHandshake, h.Magic)
-	case h.Version != frame.Version:
-		return fmt.Errorf("%w: peer speaks protocol version %d, this side %d", ErrHandshake, h.Version, frame.Version)
-	case h.MaxFrameSize < frame.MinMaxFrameSize || h.MaxFrameSize > frame.MaxMaxFrameSize:
-		return fmt.Errorf("%w: peer max_frame_size %d out of range", ErrHandshake, h.MaxFrameSize)
-	case h.InitialWindow < 1024 || h.InitialWindow > flowcontrol.MaxWindow:
-		return fmt.Errorf("%w: peer initial_window %d out of range", ErrHandshake, h.InitialWindow)
-	case h.SessionWindow < 1024 || h.SessionWindow > flowcontrol.MaxWindow:
-		return fmt.Errorf("%w: peer session_window %d out of range", ErrHandshake, h.SessionWindow)
-	}
-	var p peerSettings
-	p.initialWindow = h.InitialWindow
-	p.maxFrameSize = min(h.MaxFrameSize, s.cfg.MaxFrameSize)
-	p.maxIncoming = h.MaxIncomingStreams
-	p.sessionWindow = h.SessionWindow
-	p.acceptBacklog = int(min(h.AcceptBacklog, maxStreamID))
-	p.maxPayload = int(p.maxFrameSize) - frame.MaxDataOverhead
-	comp := s.negotiate(h.Compression)
-
-	var enc *zstd.Encoder
-	if comp == frame.CompressionZstd {
-		var err error
-		if enc, err = encoderFor(s.cfg.CompressionLevel); err != nil {
-			return fmt.Errorf("braid: starting zstd: %w", err)
-		}
-		if _, err := getDecoder(); err != nil {
-			return fmt.Errorf("braid: starting zstd: %w", err)
-		}
-	}
-
-	s.mu.Lock() // the writer reads these
-	s.rdShare = share
-	s.peer = p
-	s.compression = comp
-	s.enc = enc
-	s.sendWin = flowcontrol.NewSendWindow(h.SessionWindow)
-	s.mu.Unlock()
-	s.wake()
-	return nil
 }
 
 // negotiate applies SPEC.md's rule: the first entry of the client's list
@@ -371,9 +313,9 @@ func (s *Session) AcceptStream(ctx context.Context) (*Stream, error) {
 			} else {
 				s.signalAccept()
 			}
-			if !st.removed && st.resetErr == nil && s.closeErr == nil {
+			if st.state != stateClosed && s.closeErr == nil {
 				// Tell the opener its stream left our backlog.
-				s.sched.PushControl(&frame.Frame{Type: frame.Data, StreamID: st.ms.ID, Flags: frame.FlagACK})
+				s.sched.PushControl(&frame.Frame{Type: frame.Data, StreamID: st.ID(), Flags: frame.FlagACK})
 				s.wake()
 			}
 			return st, nil
@@ -388,10 +330,8 @@ func (s *Session) AcceptStream(ctx context.Context) (*Stream, error) {
 }
 
 // waitSignal waits, with s.mu released, until ch signals, the session
-// ends, or ctx is done (its error is returned). The reader goroutine
-// reads for the caller meanwhile (needFrame). Called with s.mu held.
+// ends, or ctx is done (its error is returned). Called with s.mu held.
 func (s *Session) waitSignal(ctx context.Context, ch <-chan struct{}) error {
-	s.needFrame()
 	s.mu.Unlock()
 	var err error
 	select {
@@ -401,7 +341,6 @@ func (s *Session) waitSignal(ctx context.Context, ch <-chan struct{}) error {
 		err = ctx.Err()
 	}
 	s.mu.Lock()
-	s.rdNeed--
 	return err
 }
 
@@ -437,13 +376,13 @@ func (s *Session) Accept() (net.Conn, error) {
 
 // Addr returns the local address of the underlying connection
 // (net.Listener).
-func (s *Session) Addr() net.Addr { return s.conn.LocalAddr() }
+func (s *Session) Addr() net.Addr { return s.seam.conn.LocalAddr() }
 
 // LocalAddr returns the local address of the underlying connection.
-func (s *Session) LocalAddr() net.Addr { return s.conn.LocalAddr() }
+func (s *Session) LocalAddr() net.Addr { return s.seam.conn.LocalAddr() }
 
 // RemoteAddr returns the remote address of the underlying connection.
-func (s *Session) RemoteAddr() net.Addr { return s.conn.RemoteAddr() }
+func (s *Session) RemoteAddr() net.Addr { return s.seam.conn.RemoteAddr() }
 
 // Close ends the session: a GOAWAY is sent if the connection still works,
 // the connection is closed, every stream's blocked and later calls fail
@@ -505,14 +444,8 @@ func (s *Session) Ping(ctx context.Context) (time.Duration, error) {
 	s.pings[id] = ch
 	start := time.Now()
 	s.sched.PushControl(&frame.Frame{Type: frame.Ping, Opaque: id})
-	s.needFrame()
 	s.mu.Unlock()
 	s.wake()
-	defer func() {
-		s.mu.Lock()
-		s.rdNeed--
-		s.mu.Unlock()
-	}()
 	select {
 	case <-ch:
 		return time.Since(start), nil
@@ -588,11 +521,6 @@ func (s *Session) shutdown(cause error, flush bool) {
 	if s.kaTimer != nil {
 		s.kaTimer.Stop()
 	}
-	if s.rdIdle != nil {
-		s.rdIdle.Stop()
-	}
-	s.interruptRead()
-	s.kickReader()
 	for _, st := range s.streams {
 		st.sessionClosed()
 	}
@@ -600,9 +528,12 @@ func (s *Session) shutdown(cause error, flush bool) {
 	close(s.done)
 	if flush {
 		s.closeBy = time.Now().Add(min(s.cfg.ConnectionWriteTimeout, closeFlushTimeout))
-		s.conn.SetWriteDeadline(s.closeBy)
+		// The writer flushes what is queued, then closes the
+		// connection; the write deadline bounds the flush, and for a
+		// conn whose deadlines do not work, so does a timer.
+		s.seam.boundWrites(s.closeBy)
 	} else {
-		s.conn.Close()
+		s.seam.conn.Close()
 	}
 	s.wake()
 }
@@ -618,7 +549,7 @@ func (s *Session) fail(code frame.ErrorCode, reason string) {
 		return
 	}
 	s.stats.protocolErrors.Add(1)
-	s.log.Warn("braid: protocol error; closing session", "code", code.String(), "reason", reason, "remote", s.conn.RemoteAddr())
+	s.log.Warn("braid: protocol error; closing session", "code", code.String(), "reason", reason, "remote", s.seam.conn.RemoteAddr())
 	if len(reason) > 256 {
 		reason = reason[:256]
 	}
@@ -648,7 +579,7 @@ func (s *Session) keepalive() {
 			since = s.kaAlive
 		}
 		if now.Sub(since) >= s.cfg.KeepAliveTimeout {
-			s.log.Warn("braid: keepalive timeout; closing session", "timeout", s.cfg.KeepAliveTimeout, "remote", s.conn.RemoteAddr())
+			s.log.Warn("braid: keepalive timeout; closing session", "timeout", s.cfg.KeepAliveTimeout, "remote", s.seam.conn.RemoteAddr())
 			s.sched.PushControl(&frame.Frame{Type: frame.GoAway, LastStreamID: s.lastPeerID, ErrorCode: frame.KeepAliveTimeout})
 			s.shutdown(ErrKeepAliveTimeout, true)
 			return

@@ -5,7 +5,6 @@ import (
 	"net"
 	"sync"
 	"time"
-	"unsafe"
 
 	"github.com/braidmux/braid/flowcontrol"
 	"github.com/braidmux/braid/frame"
@@ -20,158 +19,205 @@ import (
 // stays alive for as long as its session holds it, even if the caller
 // keeps no reference (an io.Copy running on it is enough).
 type Stream struct {
-	ms   mux.Stream // first field: see streamOf
-	sess *Session
-	cond sync.Cond // on sess.mu; readers, writers, deadline timers
-	dl   *deadlines
-	rbuf recvBuf
-
-	recvWin flowcontrol.RecvWindow
-	sendWin flowcontrol.SendWindow
-
-	rwait   []byte // a blocked Read's buffer, for the reader to fill directly
-	direct  int    // bytes the reader put into rwait, for that Read to return
-	filling bool   // the reader is filling a Read's buffer right now
-
-	rdWaiting int32 // goroutines in waitInput
-	rdQueued  bool  // in sess.rdQueue
-
-	inflight   int  // bytes of ours in a batch being written
-	wrote      int  // bytes of the current Write put on the connection
-	skip       int  // chunks to send uncompressed before trying again
-	skipRun    int  // the last skip run (doubles while data won't shrink)
-	creditWait bool // a compressing Write waits for session credit
-	resetErr   error
-	incoming   bool // opened by the peer
-	unacked    bool // opened here; the peer's application has not accepted it
-	writing    bool // a Write holds the write turn
-	wantFin    bool // CloseWrite during a Write: FIN when it ends
-	writeDone  bool // CloseWrite or Close called
-	finSent    bool
-	remoteFin  bool
-	closed     bool // Close called
-	removed    bool // gone from sess.streams
+	sess     *Session
+	send     sendHalf
+	recv     recvHalf
+	waits    *waits       // nil until a goroutine waits on the stream or sets a deadline
+	resetErr *StreamError // why the stream was reset, by either side
+	state    streamState  // the lifecycle, SPEC.md §5.3; changed only by setState
+	closed   bool         // the application called Close
+	incoming bool         // opened by the peer
+	unacked  bool         // opened here; the peer's application has not accepted it
 }
 
-// deadlines is allocated the first time a deadline is set, so idle
-// streams don't pay for it.
+// waits is the part of a stream that only streams in use need, allocated
+// on first use so that idle streams cost less (a session may hold
+// thousands).
+type waits struct {
+	cond     sync.Cond // on sess.mu: Reads, Writes, deadline timers wait on it
+	dl       deadlines
+	closeTmr *time.Timer // StreamCloseTimeout, while the peer has not closed its side
+	wrote    int         // bytes of the current Write put on the connection
+}
+
+// streamState is a stream's place in SPEC.md §5.3's state machine. The
+// idle state has no Stream: a stream exists from its SYN on. A closed
+// stream is out of the session's table; its Stream lives on only for the
+// application, whose calls report how it closed.
+type streamState uint8
+
+const (
+	stateOpen             streamState = iota // both directions carry data
+	stateHalfClosedLocal                     // FIN sent; the peer may still send
+	stateHalfClosedRemote                    // FIN received; this side may still send
+	stateClosed                              // both FINs, or RESET sent or received
+)
+
+var stateNames = [...]string{"open", "half-closed (local)", "half-closed (remote)", "closed"}
+
+func (s streamState) String() string { return stateNames[s] }
+
+// sendHalf is the sending direction of a stream: what Writes queue and
+// the credit they spend. Credit has one book, the scheduler's (ms).
+type sendHalf struct {
+	ms         mux.Stream[*Stream] // queued data and FIN, send credit
+	inflight   int32               // bytes of ours in a batch being written
+	writing    bool                // a Write holds the write turn
+	shut       bool                // CloseWrite or Close called: no more Writes
+	wantFin    bool                // CloseWrite during a Write: FIN when it ends
+	creditWait bool                // a compressing Write waits for session credit
+	skip       uint8               // chunks to send uncompressed before trying again
+	skipRun    uint8               // the last skip run (doubles while data won't shrink)
+}
+
+// recvHalf is the receiving direction: bytes that arrived and were not
+// read yet, and the window that bounds them.
+type recvHalf struct {
+	buf recvBuf
+	win flowcontrol.RecvWindow
+}
+
+// deadlines are a stream's read and write deadlines and their timers.
 type deadlines struct {
 	read, write time.Time
 	rt, wt      *time.Timer
 }
 
-// streamOf returns the Stream that embeds ms.
-func streamOf(ms *mux.Stream) *Stream { return (*Stream)(unsafe.Pointer(ms)) }
-
-var _ [0]struct{} = [unsafe.Offsetof(Stream{}.ms)]struct{}{} // ms must stay first
-
-// newStream creates a stream's state. Called with s.mu held.
+// newStream creates a stream in state open. Called with s.mu held.
 func (s *Session) newStream(id uint32) *Stream {
 	st := &Stream{sess: s}
-	st.ms.ID = id
-	st.cond.L = &s.mu
-	st.recvWin = flowcontrol.NewRecvWindow(s.cfg.InitialStreamWindow, s.cfg.MaxStreamWindow, time.Now())
-	st.sendWin = flowcontrol.NewSendWindow(s.peer.initialWindow)
-	s.sched.AddCredit(&st.ms, int64(s.peer.initialWindow))
+	st.send.ms.ID = id
+	st.send.ms.Owner = st
+	st.recv.win = flowcontrol.NewRecvWindow(s.cfg.InitialStreamWindow, s.cfg.MaxStreamWindow, time.Now())
+	s.sched.AddCredit(&st.send.ms, s.peer.initialWindow) // cannot fail: checked in the handshake
 	return st
+}
+
+// wait waits on the stream's condition, releasing s.mu meanwhile.
+// Called with s.mu held.
+func (st *Stream) wait() { st.w().cond.Wait() }
+
+// w returns the stream's waits, allocating them on first use. Called
+// with s.mu held.
+func (st *Stream) w() *waits {
+	if st.waits == nil {
+		st.waits = &waits{}
+		st.waits.cond.L = &st.sess.mu
+	}
+	return st.waits
+}
+
+// readExpired and writeExpired report whether a deadline has passed.
+// Called with s.mu held.
+func (st *Stream) readExpired() bool  { return st.waits != nil && expired(st.waits.dl.read) }
+func (st *Stream) writeExpired() bool { return st.waits != nil && expired(st.waits.dl.write) }
+
+// setState moves the stream to next. Entering closed takes the stream out
+// of the session's table. Called with s.mu held.
+func (st *Stream) setState(next streamState) {
+	if st.state == stateClosed {
+		return
+	}
+	st.state = next
+	if next == stateClosed {
+		st.sess.forget(st)
+	}
+}
+
+// finSent applies sending FIN (table 1). Called with s.mu held.
+func (st *Stream) finSent() {
+	switch st.state {
+	case stateOpen:
+		st.setState(stateHalfClosedLocal)
+	case stateHalfClosedRemote:
+		st.setState(stateClosed)
+	}
+}
+
+// finReceived applies receiving FIN (table 2). Called with s.mu held.
+func (st *Stream) finReceived() {
+	switch st.state {
+	case stateOpen:
+		st.setState(stateHalfClosedRemote)
+	case stateHalfClosedLocal:
+		st.setState(stateClosed)
+	}
+}
+
+// reset moves the stream to closed because of a RESET sent or received
+// (err says which), dropping what is queued and buffered. Called with
+// s.mu held.
+func (st *Stream) reset(err *StreamError) {
+	s := st.sess
+	if st.resetErr == nil {
+		st.resetErr = err
+	}
+	s.sched.Remove(&st.send.ms)
+	if n := st.recv.buf.discard(); n > 0 {
+		s.consumeSession(n)
+	}
+	st.setState(stateClosed)
+	st.notify()
+}
+
+// peerDone reports whether the peer finished sending cleanly (FIN).
+func (st *Stream) peerDone() bool {
+	return st.resetErr == nil && (st.state == stateHalfClosedRemote || st.state == stateClosed)
 }
 
 // ID returns the stream's ID: odd if the client side opened it, even if
 // the server side did.
-func (st *Stream) ID() uint32 { return st.ms.ID }
+func (st *Stream) ID() uint32 { return st.send.ms.ID }
 
 // Session returns the session the stream belongs to.
 func (st *Stream) Session() *Session { return st.sess }
 
 // LocalAddr returns the session connection's local address.
-func (st *Stream) LocalAddr() net.Addr { return st.sess.conn.LocalAddr() }
+func (st *Stream) LocalAddr() net.Addr { return st.sess.LocalAddr() }
 
 // RemoteAddr returns the session connection's remote address.
-func (st *Stream) RemoteAddr() net.Addr { return st.sess.conn.RemoteAddr() }
+func (st *Stream) RemoteAddr() net.Addr { return st.sess.RemoteAddr() }
 
 // Read reads data the peer sent. It returns io.EOF after the peer's
 // CloseWrite or Close once all data is read, a *StreamError if the stream
 // was reset, os.ErrDeadlineExceeded when the read deadline passes, and an
 // error matching net.ErrClosed after Close or when the session ends (data
 // that arrived before the session ended can still be read).
+//
+// Read never touches the connection: the session's reader goroutine puts
+// arriving data in the stream's buffer, and Read copies it out.
 func (st *Stream) Read(p []byte) (int, error) {
 	s := st.sess
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	// offered: p is offered to the holder of the read token as st.rwait,
-	// to fill directly. Once it takes p (st.rwait = nil, st.filling), this
-	// Read must return what was put there, and nothing else.
-	offered := false
-	holding := false // this Read holds the read token
-	defer func() {
-		if offered && st.rwait != nil {
-			st.rwait = nil
-		}
-		if holding {
-			s.releaseRead()
-		} else {
-			st.doneWaiting()
-		}
-	}()
 	for {
-		if offered && st.filling && st.rwait == nil {
-			st.cond.Wait() // another goroutine is writing into p: wait for it
-			continue
-		}
-		if offered && st.direct > 0 {
-			n := st.direct
-			st.direct = 0
-			offered = false
-			if s.consumed(st, n) {
-				holding = st.dropRead(holding)
-				s.flushControl()
-			}
-			return n, nil
-		}
 		switch {
 		case st.closed:
 			return 0, ErrStreamClosed
-		case st.rbuf.len() > 0:
+		case st.recv.buf.len() > 0:
 			if len(p) == 0 {
 				return 0, nil
 			}
-			if offered {
-				// Withdraw p before anything below can release s.mu
-				// (flushControl may write): nobody may fill a buffer
-				// this Read is about to return.
-				st.rwait = nil
-				offered = false
+			n := st.recv.buf.read(p)
+			if st.recv.buf.len() > 0 {
+				st.notify() // other Reads may take the rest
 			}
-			n := st.rbuf.read(p)
 			if s.consumed(st, n) {
-				holding = st.dropRead(holding)
-				s.flushControl()
-			}
-			if st.rbuf.len() > 0 {
-				st.cond.Broadcast() // other readers may take the rest
+				s.flushControlUnlocking()
 			}
 			return n, nil
 		case st.resetErr != nil:
 			return 0, st.resetErr
-		case st.remoteFin:
+		case st.peerDone():
 			return 0, io.EOF
 		case s.closeErr != nil:
 			return 0, s.closeErr
 		case len(p) == 0:
 			return 0, nil
-		case st.dl != nil && expired(st.dl.read):
+		case st.readExpired():
 			return 0, errTimeout
 		}
-		if !offered && st.rwait == nil && !st.filling && st.direct == 0 {
-			st.rwait = p // the token's holder may fill p directly
-			offered = true
-		}
-		if holding || s.takeRead(st) {
-			holding = true
-			s.readOne()
-			continue
-		}
-		st.waitInput()
+		st.wait()
 	}
 }
 
@@ -180,31 +226,18 @@ func (st *Stream) Read(p []byte) (int, error) {
 // s.mu held.
 func (s *Session) consumed(st *Stream, n int) bool {
 	queued := false
-	if !st.remoteFin && !st.removed {
+	if st.state == stateOpen || st.state == stateHalfClosedLocal {
 		rtt := s.tuneRTT()
 		var now time.Time // read only when an update (and tuning) is due
-		if st.recvWin.UpdateDue(n, rtt) {
+		if st.recv.win.UpdateDue(n, rtt) {
 			now = time.Now()
 		}
-		if d := st.recvWin.Consume(n, now, rtt, &s.budget); d > 0 {
-			s.sched.PushControl(&frame.Frame{Type: frame.WindowUpdate, StreamID: st.ms.ID, WindowDelta: d})
+		if d := st.recv.win.Consume(n, now, rtt, &s.budget); d > 0 {
+			s.sched.PushControl(&frame.Frame{Type: frame.WindowUpdate, StreamID: st.ID(), WindowDelta: d})
 			queued = true
 		}
 	}
 	return s.consumeSession(n) || queued
-}
-
-// flushControl sends queued control frames. If the connection is idle
-// and no stream has data ready, the calling goroutine writes them itself
-// (a window update then reaches the sender without waiting for the
-// writer goroutine to be scheduled); otherwise it wakes the writer.
-// Called with s.mu held.
-func (s *Session) flushControl() {
-	if directWrites && !s.connBusy && !s.closing && s.sched.Len() == 0 {
-		s.writeBatch()
-		return
-	}
-	s.wake()
 }
 
 // minTuneRTT is the shortest path RTT for which stream windows
@@ -212,9 +245,7 @@ func (s *Session) flushControl() {
 // the bandwidth-delay product of any link the machine can drive, and RTT
 // samples are dominated by scheduling noise and by the sender's own
 // queue, which would make windows grow without need and queue data in
-// front of other streams (measured: echo p99 behind a bulk stream on
-// loopback 150-200 µs with 256 KiB windows, 350-800 µs with tuned ones,
-// at the same throughput; see BENCHMARKS.md).
+// front of other streams (see BENCHMARKS.md).
 const minTuneRTT = 500 * time.Microsecond
 
 // tuneRTT is the RTT handed to window auto-tuning: the path's minimum,
@@ -235,6 +266,7 @@ func (s *Session) consumeSession(n int) bool {
 	}
 	if d := s.recvWin.Consume(n, time.Time{}, 0, nil); d > 0 && s.closeErr == nil {
 		s.sched.PushControl(&frame.Frame{Type: frame.WindowUpdate, StreamID: 0, WindowDelta: d})
+		s.wake()
 		return true
 	}
 	return false
@@ -251,7 +283,7 @@ func (st *Stream) writeErr() error {
 		return st.resetErr
 	case st.sess.closeErr != nil:
 		return st.sess.closeErr
-	case st.writeDone:
+	case st.send.shut:
 		return ErrWriteClosed
 	}
 	return nil
@@ -267,113 +299,94 @@ func (st *Stream) Write(p []byte) (int, error) {
 	s := st.sess
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for st.writing { // another Write holds the turn
+	for st.send.writing { // another Write holds the turn
 		if err := st.writeErr(); err != nil {
 			return 0, err
 		}
-		if st.dl != nil && expired(st.dl.write) {
+		if st.writeExpired() {
 			return 0, errTimeout
 		}
-		st.cond.Wait()
+		st.wait()
 	}
 	if err := st.writeErr(); err != nil {
 		return 0, err
 	}
-	if st.dl != nil && expired(st.dl.write) {
+	if st.writeExpired() {
 		return 0, errTimeout
 	}
 	if len(p) == 0 {
 		return 0, nil
 	}
-	st.writing = true
+	st.send.writing = true
 	var n int
 	var err error
 	if s.enc != nil && len(p) >= minCompress {
-		n, err = st.writeCompressed(p)
+		n, err = st.writeCompressedUnlocking(p)
 	} else {
-		n, err = st.transmit(p, nil)
+		n, err = st.transmitUnlocking(p, nil)
 	}
-	st.writing = false
-	if st.wantFin {
-		st.wantFin = false
+	st.send.writing = false
+	if st.send.wantFin {
+		st.send.wantFin = false
 		st.queueFin()
 	}
-	st.cond.Broadcast() // the next writer's turn
+	st.notify() // the next writer's turn
 	return n, err
 }
 
-// transmit queues p, or a prepaid frame standing for all of p (a
+// transmitUnlocking queues p, or a prepaid frame standing for all of p (a
 // compressed form whose credit the caller has taken), and waits until it
 // is on the connection, the write deadline passes, or the stream or
 // session ends. It returns how many bytes of p were sent. Called with
-// s.mu held by the goroutine holding the write turn.
-func (st *Stream) transmit(p []byte, framed []byte) (int, error) {
+// s.mu held by the goroutine holding the write turn; releases it while
+// waiting and while writing to the connection.
+func (st *Stream) transmitUnlocking(p []byte, framed []byte) (int, error) {
 	s := st.sess
-	st.wrote = 0
+	ms := &st.send.ms
+	st.w().wrote = 0 // from here on st.waits is not nil
 	if framed != nil {
-		s.sched.EnqueueFrame(&st.ms, framed, frame.FlagCompressed)
+		s.sched.EnqueueFrame(ms, framed, frame.FlagCompressed)
 	} else {
-		s.sched.Enqueue(&st.ms, p, false)
+		s.sched.Enqueue(ms, p, false)
 	}
-	s.writeDirect()
+	s.writeDirectUnlocking()
 	var blockedAt time.Time
 	var err error
-	holding := false // this Write holds the read token
-	for st.ms.Pending() > 0 || st.inflight > 0 {
-		if err = st.writeErr(); err == nil && st.dl != nil && expired(st.dl.write) {
+	for ms.Pending() > 0 || st.send.inflight > 0 {
+		if err = st.writeErr(); err == nil && st.writeExpired() {
 			err = errTimeout
 		}
 		if err != nil {
 			break
 		}
-		if framed == nil && st.ms.Pending() > 0 && st.ms.Credit() > 0 && s.sendWin.Available() > 0 && directWrites && !s.connBusy && !s.closing {
-			holding = st.dropRead(holding)
-			s.writeBatch() // credit arrived and the connection is idle
+		canSend := framed != nil || (ms.Credit() > 0 && s.sendWin.Available() > 0)
+		if ms.Pending() > 0 && canSend && directWrites && !s.connBusy && !s.closing {
+			s.writeBatchUnlocking() // the connection is idle: write it ourselves
 			continue
 		}
-		if framed != nil || st.ms.Pending() == 0 || (st.ms.Credit() > 0 && s.sendWin.Available() > 0) {
-			holding = st.dropRead(holding) // nobody may wait holding it
-			st.cond.Wait()                 // for the writer
-			continue
+		if ms.Pending() > 0 && !canSend && blockedAt.IsZero() {
+			blockedAt = time.Now() // waiting for credit
 		}
-		// Waiting for credit, which only a frame from the peer brings.
-		if blockedAt.IsZero() {
-			blockedAt = time.Now()
-		}
-		if holding || (st.inflight == 0 && s.takeRead(st)) {
-			holding = true
-			s.readOne()
-			continue
-		}
-		st.waitInput()
-	}
-	if holding {
-		s.releaseRead()
-	} else {
-		st.doneWaiting()
+		st.wait()
 	}
 	if !blockedAt.IsZero() {
 		s.stats.blockedNanos.Add(int64(time.Since(blockedAt)))
 	}
 	if err != nil {
-		s.sched.Remove(&st.ms)
+		s.sched.Remove(ms)
 	}
-	for st.inflight > 0 { // the writer still reads p: wait for it
-		st.cond.Wait()
+	for st.send.inflight > 0 { // the writer still reads p: wait for it
+		st.wait()
 	}
-	n := st.wrote
+	n := st.waits.wrote
 	if framed != nil {
 		if n > 0 {
 			n = len(p) // the one frame went out whole
 			s.stats.dataSent.Add(uint64(n))
 		} else {
-			// Dropped unsent: give the prepaid credit back. A Write
-			// waiting for session credit may be reading the connection
-			// for it: make it look again.
-			st.sendWin.Add(uint32(len(p)))
-			s.sendWin.Add(uint32(len(p)))
-			s.sched.AddCredit(&st.ms, int64(len(p)))
-			s.interruptRead()
+			// Dropped unsent: give the prepaid credit back.
+			s.sched.ReturnCredit(ms, len(p))
+			s.sendWin.Return(len(p))
 		}
 	}
 	if n < len(p) && err == nil {
@@ -385,22 +398,24 @@ func (st *Stream) transmit(p []byte, framed []byte) (int, error) {
 	return n, err
 }
 
-// writeCompressed sends p in chunks of at most one frame, each
+// writeCompressedUnlocking sends p in chunks of at most one frame, each
 // compressed on this goroutine when that makes it at least 1/16 smaller,
 // raw otherwise. After a chunk that did not shrink, the next few are sent
 // raw without trying (up to maxSkip, doubling), so incompressible data
-// costs little CPU. Called with s.mu held and the write turn.
-func (st *Stream) writeCompressed(p []byte) (int, error) {
+// costs little CPU. Called with s.mu held and the write turn; releases
+// s.mu while compressing, waiting and writing.
+func (st *Stream) writeCompressedUnlocking(p []byte) (int, error) {
 	s := st.sess
+	ms := &st.send.ms
 	// A compressed chunk needs credit for its whole uncompressed size at
 	// once; keep it well below the windows so that is always reachable.
 	chunkMax := min(s.peer.maxPayload, int(s.peer.initialWindow)/2, int(s.peer.sessionWindow)/4)
 	sent := 0
 	for sent < len(p) {
 		chunk := p[sent : sent+min(chunkMax, len(p)-sent)]
-		if len(chunk) < minCompress || st.skip > 0 {
-			st.skip = max(st.skip-1, 0)
-			n, err := st.transmit(chunk, nil)
+		if len(chunk) < minCompress || st.send.skip > 0 {
+			st.send.skip = max(st.send.skip, 1) - 1
+			n, err := st.transmitUnlocking(chunk, nil)
 			sent += n
 			if err != nil {
 				return sent, err
@@ -411,44 +426,31 @@ func (st *Stream) writeCompressed(p []byte) (int, error) {
 		cbuf := compressChunk(s.enc, chunk)
 		s.mu.Lock()
 		if cbuf == nil {
-			st.skipRun = min(max(2*st.skipRun, 1), maxSkip)
-			st.skip = st.skipRun
+			st.send.skipRun = min(max(2*st.send.skipRun, 1), maxSkip)
+			st.send.skip = st.send.skipRun
 			continue // sent raw by the next iteration
 		}
-		st.skipRun = 0
+		st.send.skipRun = 0
 		// Wait for credit for the whole chunk, then take it.
 		var err error
-		holding := false // this Write holds the read token
 		for {
-			if err = st.writeErr(); err == nil && st.dl != nil && expired(st.dl.write) {
+			if err = st.writeErr(); err == nil && st.writeExpired() {
 				err = errTimeout
 			}
-			if err != nil || (st.sendWin.Available() >= int64(len(chunk)) && s.sendWin.Available() >= int64(len(chunk))) {
+			if err != nil || (ms.Credit() >= int64(len(chunk)) && s.sendWin.Available() >= int64(len(chunk))) {
 				break
 			}
-			if holding || s.takeRead(st) {
-				holding = true
-				s.readOne()
-				continue
-			}
-			st.creditWait = true
-			st.waitInput()
-			st.creditWait = false
-		}
-		if holding {
-			s.releaseRead()
-			holding = false
-		} else {
-			st.doneWaiting()
+			st.send.creditWait = true
+			st.wait()
+			st.send.creditWait = false
 		}
 		if err != nil {
 			frame.PutBuffer(cbuf)
 			return sent, err
 		}
-		st.sendWin.Take(len(chunk))
+		s.sched.TakeCredit(ms, len(chunk)) // cannot fail: checked above
 		s.sendWin.Take(len(chunk))
-		s.sched.AddCredit(&st.ms, -int64(len(chunk)))
-		n, err := st.transmit(chunk, *cbuf)
+		n, err := st.transmitUnlocking(chunk, *cbuf)
 		frame.PutBuffer(cbuf)
 		sent += n
 		if err != nil {
@@ -462,10 +464,10 @@ func (st *Stream) writeCompressed(p []byte) (int, error) {
 // and no Write in progress.
 func (st *Stream) queueFin() {
 	s := st.sess
-	if st.resetErr != nil || s.closeErr != nil || st.finSent {
+	if st.resetErr != nil || s.closeErr != nil || st.state == stateHalfClosedLocal || st.state == stateClosed {
 		return
 	}
-	s.sched.Enqueue(&st.ms, nil, true)
+	s.sched.Enqueue(&st.send.ms, nil, true)
 	s.wake()
 }
 
@@ -480,10 +482,10 @@ func (st *Stream) CloseWrite() error {
 }
 
 func (st *Stream) closeWrite() error {
-	if st.writeDone {
+	if st.send.shut {
 		return nil
 	}
-	st.writeDone = true
+	st.send.shut = true
 	st.notify()
 	if st.resetErr != nil {
 		return st.resetErr
@@ -491,8 +493,8 @@ func (st *Stream) closeWrite() error {
 	if err := st.sess.closeErr; err != nil {
 		return err
 	}
-	if st.writing {
-		st.wantFin = true
+	if st.send.writing {
+		st.send.wantFin = true
 	} else {
 		st.queueFin()
 	}
@@ -503,7 +505,8 @@ func (st *Stream) closeWrite() error {
 // (as CloseWrite does), fails this side's blocked and later Reads and
 // Writes with ErrStreamClosed, and discards data that is unread or
 // arrives later. The stream is gone once the peer has closed its side
-// too. Close never blocks on the network and is idempotent.
+// too, or after Config.StreamCloseTimeout if it never does. Close never
+// blocks on the network and is idempotent.
 func (st *Stream) Close() error {
 	s := st.sess
 	s.mu.Lock()
@@ -513,16 +516,15 @@ func (st *Stream) Close() error {
 	}
 	st.closed = true
 	st.closeWrite()
-	if n := st.rbuf.discard(); n > 0 {
-		if s.consumed(st, n) {
-			s.wake()
-		}
+	if n := st.recv.buf.discard(); n > 0 {
+		s.consumed(st, n)
+		s.wake()
 	}
-	st.maybeRemove()
 	st.notify()
-	if !st.removed && s.cfg.StreamCloseTimeout > 0 && s.closeErr == nil {
-		// The peer has not closed its side yet; give it a while.
-		time.AfterFunc(s.cfg.StreamCloseTimeout, st.closeTimedOut)
+	if st.state != stateClosed && s.cfg.StreamCloseTimeout > 0 && s.closeErr == nil {
+		// The peer has not closed its side yet; give it a while. The
+		// timer is stopped when the stream closes (forget).
+		st.w().closeTmr = time.AfterFunc(s.cfg.StreamCloseTimeout, st.closeTimedOut)
 	}
 	return nil
 }
@@ -533,14 +535,13 @@ func (st *Stream) closeTimedOut() {
 	s := st.sess
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if st.removed || st.resetErr != nil || s.closeErr != nil {
+	if st.state == stateClosed || s.closeErr != nil {
 		return
 	}
-	s.log.Debug("braid: stream close timed out; resetting", "stream", st.ms.ID)
-	st.resetErr = &StreamError{Code: uint32(frame.Cancel)}
-	s.sched.PushControl(&frame.Frame{Type: frame.Reset, StreamID: st.ms.ID, ErrorCode: frame.Cancel})
+	s.log.Debug("braid: stream close timed out; resetting", "stream", st.ID())
+	s.sched.PushControl(&frame.Frame{Type: frame.Reset, StreamID: st.ID(), ErrorCode: frame.Cancel})
 	s.wake()
-	st.abort()
+	st.reset(&StreamError{Code: uint32(frame.Cancel)})
 }
 
 // Reset aborts the stream in both directions: unsent and unread data is
@@ -552,62 +553,32 @@ func (st *Stream) Reset(code uint32) error {
 	s := st.sess
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if st.resetErr != nil || st.removed {
+	if st.state == stateClosed {
 		return nil
 	}
-	st.resetErr = &StreamError{Code: code}
 	if s.closeErr == nil {
-		s.sched.PushControl(&frame.Frame{Type: frame.Reset, StreamID: st.ms.ID, ErrorCode: frame.ErrorCode(code)})
+		s.sched.PushControl(&frame.Frame{Type: frame.Reset, StreamID: st.ID(), ErrorCode: frame.ErrorCode(code)})
 		s.wake()
 	}
-	st.abort()
+	st.reset(&StreamError{Code: code})
 	return nil
-}
-
-// abort drops the stream's queued and buffered data after a reset and
-// forgets the stream. Called with s.mu held.
-func (st *Stream) abort() {
-	s := st.sess
-	s.sched.Remove(&st.ms)
-	if n := st.rbuf.discard(); n > 0 {
-		if s.consumeSession(n) {
-			s.wake()
-		}
-	}
-	st.remove()
-	st.notify()
-}
-
-// maybeRemove forgets the stream once both directions are finished.
-// Called with s.mu held.
-func (st *Stream) maybeRemove() {
-	if st.finSent && st.remoteFin {
-		st.remove()
-	}
-}
-
-// remove takes the stream out of the session's table. Called with s.mu
-// held.
-func (st *Stream) remove() {
-	if st.removed {
-		return
-	}
-	s := st.sess
-	st.removed = true
-	s.acked(st)
-	delete(s.streams, st.ms.ID)
-	if st.incoming {
-		s.numIncoming--
-	}
-	st.recvWin.Close(&s.budget)
-	s.maybeFinishGoAway()
 }
 
 // sessionClosed wakes everything blocked on the stream when the session
 // ends. Called with s.mu held.
 func (st *Stream) sessionClosed() {
-	st.sess.sched.Remove(&st.ms)
-	st.cond.Broadcast()
+	st.sess.sched.Remove(&st.send.ms)
+	if st.waits != nil && st.waits.closeTmr != nil {
+		st.waits.closeTmr.Stop()
+	}
+	st.notify()
+}
+
+// notify wakes the goroutines waiting on st. Called with s.mu held.
+func (st *Stream) notify() {
+	if st.waits != nil {
+		st.waits.cond.Broadcast()
+	}
 }
 
 // SetDeadline sets both the read and write deadlines; see net.Conn. A
@@ -635,24 +606,19 @@ func (st *Stream) setDeadline(t time.Time, read, write bool) {
 	s := st.sess
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if st.dl == nil {
-		if t.IsZero() {
-			return
-		}
-		st.dl = &deadlines{}
+	if st.waits == nil && t.IsZero() {
+		return
 	}
+	dl := &st.w().dl
 	if read {
-		st.dl.read = t
-		st.dl.rt = st.arm(st.dl.rt, t)
+		dl.read = t
+		dl.rt = st.arm(dl.rt, t)
 	}
 	if write {
-		st.dl.write = t
-		st.dl.wt = st.arm(st.dl.wt, t)
+		dl.write = t
+		dl.wt = st.arm(dl.wt, t)
 	}
-	// Blocked calls re-check the deadline. One blocked reading the
-	// connection needs no interrupt: the timer, re-armed above, fires at
-	// the new deadline (at once if it has passed) and interrupts it then.
-	st.cond.Broadcast()
+	st.notify() // blocked calls re-check the deadline
 }
 
 // arm (re)starts timer to wake the stream's waiters at t.

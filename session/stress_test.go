@@ -3,26 +3,16 @@ package session
 import (
 	"fmt"
 	"hash/crc32"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 )
 
-// dumpSession describes a session's flow-control and scheduling state,
-// for a test that found it stuck.
+// dumpSession describes a session's counters, for a test that found it
+// stuck.
 func dumpSession(name string, s *Session) string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var b strings.Builder
-	fmt.Fprintf(&b, "%s: send credit %d, recv credit %d buffered %d, connBusy %v, HasWork %v, closeErr %v\n",
-		name, s.sendWin.Available(), s.recvWin.Credit(), s.recvWin.Buffered(), s.connBusy, s.sched.HasWork(s.sendWin.Available()), s.closeErr)
-	for id, st := range s.streams {
-		fmt.Fprintf(&b, "  stream %d: rbuf %d, recv credit %d, pending %d, send credit %d, writing %v, inflight %d, rwait %d, direct %d, filling %v, fin %v/%v\n",
-			id, st.rbuf.len(), st.recvWin.Credit(), st.ms.Pending(), st.ms.Credit(), st.writing, st.inflight, len(st.rwait), st.direct, st.filling, st.finSent, st.remoteFin)
-	}
-	return b.String()
+	return fmt.Sprintf("%s: %+v, err %v\n", name, s.Stats(), s.Err())
 }
 
 // TestConcurrentBulkNoStall moves data over many streams at once, in

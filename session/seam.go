@@ -1,0 +1,317 @@
+package session
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"runtime"
+	"time"
+
+	"github.com/braidmux/braid/frame"
+	"github.com/braidmux/braid/mux"
+)
+
+// The connection seam. seam is the only type that touches the net.Conn:
+// the reader goroutine reads frames through it, and whoever holds the
+// right to write (Session.connBusy: the writer goroutine, or a Write that
+// found the connection idle) writes batches through it. Streams never see
+// the connection. It relies on nothing beyond net.Conn's documented
+// contract: a Read returns data or an error, Close unblocks it. No read
+// deadline is ever set (some conns close themselves when one fires), and
+// a failed write deadline is not an error (the session's keepalive still
+// notices a dead peer).
+type seam struct {
+	conn net.Conn
+	rd   *frame.Reader // the reader goroutine's alone
+	w    connWriter    // the holder of Session.connBusy's alone
+}
+
+// connWriter is the state of whoever holds the right to write to the
+// connection.
+type connWriter struct {
+	batch    mux.Batch[*Stream]
+	bufs     net.Buffers
+	flat     []byte
+	vectored bool
+	deadline time.Time // the write deadline last set on the connection
+}
+
+func newSeam(conn net.Conn, maxFrameSize uint32) seam {
+	rd := frame.NewReader(conn, maxFrameSize)
+	rd.SetReadAhead(readAhead)
+	return seam{conn: conn, rd: rd, w: connWriter{vectored: writevConn(conn)}}
+}
+
+// readFrame reads the next frame. A DATA payload of directMin bytes or
+// more is read into a pooled buffer of its own, returned as owned (and
+// aliased by f.Payload), which the caller must hand on or put back;
+// anything else aliases the Reader's buffer until the next readFrame.
+// Called by the reader goroutine only, without the session lock.
+func (c *seam) readFrame() (f *frame.Frame, owned *[]byte, err error) {
+	f, plen, err := c.rd.ReadFrameHeader(directMin)
+	if err != nil || plen == 0 {
+		return f, nil, err
+	}
+	owned = frame.GetBuffer(plen)
+	if _, err := c.rd.ReadPayload(*owned); err != nil {
+		frame.PutBuffer(owned)
+		return nil, nil, err
+	}
+	f.Payload = *owned
+	return f, owned, nil
+}
+
+// write writes one batch with one call. Called by the holder of
+// Session.connBusy, without the session lock.
+func (c *seam) write() error {
+	w := &c.w
+	if w.vectored {
+		w.bufs = w.batch.Buffers()
+		_, err := w.bufs.WriteTo(c.conn)
+		return err
+	}
+	w.flat = w.flat[:0]
+	for _, b := range w.batch.Buffers() {
+		w.flat = append(w.flat, b...)
+	}
+	_, err := c.conn.Write(w.flat)
+	return err
+}
+
+// setWriteDeadline moves the connection's write deadline to t if it is
+// not already there. Errors are ignored: a conn without deadlines still
+// works, only a stuck write is then not cut short. Called by the holder
+// of Session.connBusy.
+func (c *seam) setWriteDeadline(t time.Time) {
+	if !c.w.deadline.Equal(t) {
+		c.w.deadline = t
+		c.conn.SetWriteDeadline(t)
+	}
+}
+
+// boundWrites makes writes to the connection end by t: a write deadline,
+// and a timer that closes the connection shortly after t in case the conn
+// ignores deadlines. Safe to call concurrently with a write.
+func (c *seam) boundWrites(t time.Time) {
+	c.conn.SetWriteDeadline(t)
+	conn := c.conn
+	time.AfterFunc(time.Until(t)+100*time.Millisecond, func() { conn.Close() })
+}
+
+// readAhead is how many bytes the reader asks the connection for at a
+// time (frame.Reader.SetReadAhead): many small frames per read call,
+// while a payload at least this large goes straight from the connection
+// into its own buffer.
+var readAhead = 16 << 10
+
+// maxBatch is how many bytes the writer hands to one vectored write. A
+// control frame or a small message queued during a write waits for at
+// most this much (see BENCHMARKS.md for how it was chosen).
+var maxBatch = 128 << 10
+
+// directWrites lets Stream.Write write to an idle connection itself.
+var directWrites = true
+
+// yieldAfterFrame makes the reader goroutine yield after a frame that
+// woke a goroutine waiting for a message (see readLoop).
+var yieldAfterFrame = true
+
+// notSentLowat is the TCP_NOTSENT_LOWAT set on TCP connections: at most
+// this much unsent data waits in the kernel, in front of frames the
+// scheduler would put first.
+var notSentLowat = 64 << 10
+
+// directMin is the smallest DATA payload read into a buffer of its own;
+// smaller ones are copied out of the Reader's buffer.
+const directMin = smallPayload
+
+// writevConn reports whether net.Buffers.WriteTo turns into one writev on
+// c; for other conns (TLS, pipes) the writer copies a batch into one
+// buffer so it becomes one Write.
+func writevConn(c net.Conn) bool {
+	switch c.(type) {
+	case *net.TCPConn, *net.UnixConn:
+		return true
+	}
+	return false
+}
+
+// readLoop is the reader goroutine: the only reader of the connection. It
+// reads frames and applies each under the session lock; application
+// goroutines only wait for what it delivers. It never writes to the
+// connection (a reader blocked writing to a peer that is itself blocked
+// writing would deadlock both), so it never waits for anything but the
+// connection and the lock. It exits when reading fails, which Close
+// causes by closing the connection.
+func (s *Session) readLoop() {
+	defer s.wg.Done()
+	for {
+		f, owned, err := s.seam.readFrame()
+		s.mu.Lock()
+		if err != nil {
+			s.readFailed(err)
+			s.mu.Unlock()
+			s.seam.rd.Close()
+			return
+		}
+		s.stats.framesRecv.Add(1)
+		s.stats.bytesRecv.Store(s.seam.rd.BytesRead())
+		switch {
+		case s.closeErr != nil:
+			frame.PutBuffer(owned) // draining until the connection closes
+		case s.peer.maxPayload == 0:
+			s.handleHello(f)
+			frame.PutBuffer(owned)
+		default:
+			s.handle(f, owned)
+		}
+		urgent := s.urgent
+		s.urgent = false
+		s.mu.Unlock()
+		if urgent && yieldAfterFrame {
+			// The frame woke a goroutine waiting for a message (a small
+			// payload, a new stream). Unless the next frame is already
+			// here and small, let it run now rather than after this
+			// goroutine's next read or the bulk frame buffered next: on a
+			// busy machine the reader can otherwise keep the P for
+			// hundreds of microseconds.
+			if next := s.seam.rd.NextLen(); next < 0 || next >= directMin {
+				runtime.Gosched()
+			}
+		}
+	}
+}
+
+// readFailed ends the session after a failed read. Called with s.mu held.
+func (s *Session) readFailed(err error) {
+	switch {
+	case s.closeErr != nil:
+	case s.peer.maxPayload == 0:
+		var ne net.Error
+		switch {
+		case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+			err = fmt.Errorf("%w: peer closed the connection before its HELLO", ErrHandshake)
+		case errors.As(err, &ne) && ne.Timeout():
+			err = fmt.Errorf("%w: no HELLO from peer within %v", ErrHandshake, s.cfg.HandshakeTimeout)
+		default:
+			err = fmt.Errorf("%w: %v", ErrHandshake, err)
+		}
+		s.hsErr = err
+		s.shutdown(err, false)
+	case errors.Is(err, frame.ErrFrameTooLarge):
+		s.fail(frame.FrameSizeError, err.Error())
+	case errors.Is(err, frame.ErrMalformed):
+		s.fail(frame.ProtocolError, err.Error())
+	case errors.Is(err, io.EOF):
+		s.shutdown(errors.New("connection closed by peer"), false)
+	default:
+		s.shutdown(fmt.Errorf("reading from connection: %w", err), false)
+	}
+}
+
+// writeLoop is the writer goroutine: it takes batches of frames from the
+// scheduler and writes each with one call. It exits, closing the
+// connection, once the session is closing and nothing sendable is left,
+// or on a write error.
+func (s *Session) writeLoop() {
+	defer s.wg.Done()
+	defer s.seam.conn.Close()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for s.writeErr == nil {
+		if !s.connBusy && s.sched.HasWork(s.sendWin.Available()) {
+			s.writeBatchUnlocking()
+			continue
+		}
+		if s.closing && !s.connBusy {
+			return
+		}
+		s.mu.Unlock()
+		<-s.kick
+		s.mu.Lock()
+	}
+}
+
+// writeBatchUnlocking takes the connection, writes one batch, and gives
+// the connection back. Called with s.mu held and s.connBusy false; s.mu
+// is released during the write.
+func (s *Session) writeBatchUnlocking() {
+	s.connBusy = true
+	w := &s.seam.w
+	maxPayload := s.peer.maxPayload
+	if maxPayload == 0 { // before the handshake only HELLO is queued
+		maxPayload = frame.MinMaxFrameSize - frame.MaxDataOverhead
+	}
+	used := s.sched.Fill(&w.batch, maxPayload, s.sendWin.Available(), maxBatch)
+	s.sendWin.Take(int(used))
+	for _, e := range w.batch.Sent() {
+		e.Stream.Owner.send.inflight += int32(e.N)
+	}
+	// Moving the connection's write deadline costs a timer update, so it
+	// is pushed forward only once it is an eighth of the timeout stale.
+	if s.closing {
+		s.seam.setWriteDeadline(s.closeBy)
+	} else if now := time.Now(); w.deadline.Sub(now) < s.cfg.ConnectionWriteTimeout-s.cfg.ConnectionWriteTimeout/8 {
+		s.seam.setWriteDeadline(now.Add(s.cfg.ConnectionWriteTimeout))
+	}
+	s.mu.Unlock()
+
+	err := s.seam.write()
+	s.stats.writes.Add(1)
+	s.stats.bytesSent.Add(uint64(w.batch.Size()))
+	s.stats.framesSent.Add(uint64(w.batch.Frames()))
+	s.stats.dataSent.Add(uint64(used))
+
+	s.mu.Lock()
+	for _, e := range w.batch.Sent() {
+		st := e.Stream.Owner
+		st.send.inflight -= int32(e.N)
+		if err == nil {
+			if e.N > 0 { // a Write's bytes: it allocated st.waits
+				st.waits.wrote += e.N
+			}
+			if e.Fin {
+				st.finSent()
+			}
+		}
+		if st.send.inflight == 0 {
+			st.notify()
+		}
+	}
+	w.batch.Reset()
+	s.connBusy = false
+	if err != nil {
+		if s.closeErr == nil {
+			s.log.Warn("braid: connection write failed; closing session", "err", err, "remote", s.seam.conn.RemoteAddr())
+		}
+		s.writeErr = fmt.Errorf("writing to connection: %w", err)
+		s.shutdown(s.writeErr, false)
+	}
+	if s.closing || s.sched.HasWork(s.sendWin.Available()) {
+		s.wake()
+	}
+}
+
+// writeDirectUnlocking lets a Write send its data itself when the
+// connection is idle. Called with s.mu held; releases it while writing.
+func (s *Session) writeDirectUnlocking() {
+	if directWrites && !s.connBusy && !s.closing {
+		s.writeBatchUnlocking()
+		return
+	}
+	s.wake()
+}
+
+// flushControlUnlocking sends queued control frames (window updates). If
+// the connection is idle and no stream has data ready, the calling
+// goroutine writes them itself (the update then reaches the sender
+// without waiting for the writer goroutine to be scheduled); otherwise it
+// wakes the writer. Called with s.mu held; releases it while writing.
+func (s *Session) flushControlUnlocking() {
+	if directWrites && !s.connBusy && !s.closing && s.sched.Len() == 0 {
+		s.writeBatchUnlocking()
+		return
+	}
+	s.wake()
+}
