@@ -389,7 +389,8 @@ func startPair[S any](c, s net.Conn, client, server func(net.Conn) (S, error)) (
 	return cs, r.s, nil
 }
 
-// tcpPair returns the two ends of a loopback TCP connection.
+// tcpPair returns the two ends of a loopback TCP connection (or of the
+// transport dialPair selects).
 func tcpPair(tb testing.TB) (net.Conn, net.Conn) {
 	tb.Helper()
 	c, s, err := dialPair()
@@ -399,7 +400,12 @@ func tcpPair(tb testing.TB) (net.Conn, net.Conn) {
 	return c, s
 }
 
-func dialPair() (net.Conn, net.Conn, error) {
+// dialPair returns the two ends of a fresh connection: loopback TCP,
+// or the transport named by BRAID_INTEROP_TRANSPORT (transports_test.go).
+func dialPair() (net.Conn, net.Conn, error) { return dialSelected() }
+
+// dialTCP returns the two ends of a loopback TCP connection.
+func dialTCP() (net.Conn, net.Conn, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, nil, err
