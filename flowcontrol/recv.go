@@ -94,6 +94,32 @@ func (w *RecvWindow) Consume(n int, now time.Time, rtt time.Duration, b *Budget)
 	return uint32(delta)
 }
 
+// ConsumeLimited is Consume for a moment when the peer should have at
+// most limit bytes of credit outstanding on this window (limit below
+// Window(); a larger limit changes nothing): updates bring the credit
+// back up to limit rather than to Window(), and are due once a
+// 1/ShortPathUpdateDivisor of limit is to be re-advertised. The window
+// keeps its size, so the first Consume after the limit is lifted restores
+// the full credit. A session uses it to keep less of a bulk stream's data
+// in flight, ahead of other streams' messages, while they are active.
+// It does not tune. It panics as Consume does.
+func (w *RecvWindow) ConsumeLimited(n int, limit uint32) uint32 {
+	if limit >= w.window {
+		return w.Consume(n, time.Time{}, 0, nil)
+	}
+	if n < 0 || uint64(n) > w.received-w.consumed {
+		panic(fmt.Sprintf("flowcontrol: Consume(%d) with %d bytes buffered", n, w.received-w.consumed))
+	}
+	w.consumed += uint64(n)
+	target := w.consumed + uint64(limit) // <= consumed + window: the invariant holds
+	if target <= w.granted || target-w.granted < uint64(limit/ShortPathUpdateDivisor) {
+		return 0
+	}
+	delta := target - w.granted
+	w.granted = target
+	return uint32(delta)
+}
+
 // UpdateDue reports whether Consume(n, now, rtt, b) would return a window
 // update, so a caller can skip reading the clock when none is due. It
 // changes nothing.

@@ -359,6 +359,9 @@ func init() {
 	if v := os.Getenv("BRAID_DIRECT"); v != "" {
 		directWrites = v == "1"
 	}
+	if v, err := strconv.Atoi(os.Getenv("BRAID_CONTWIN")); err == nil && v >= 0 {
+		contendedWindow = v
+	}
 	if v, err := strconv.Atoi(os.Getenv("BRAID_READAHEAD")); err == nil && v > 0 {
 		readAhead = v
 	}

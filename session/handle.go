@@ -243,6 +243,9 @@ func (s *Session) acceptSyn(f *frame.Frame, owned *[]byte) {
 // owned.
 func (s *Session) deliver(st *Stream, f *frame.Frame, owned *[]byte) (kept bool) {
 	n := len(f.Payload)
+	if n > 0 && n < smallPayload {
+		s.rxSmall, s.rxSmallAt = st, time.Now()
+	}
 	if err := st.recv.win.Receive(n); err != nil {
 		s.fail(frame.FlowControlError, fmt.Sprintf("stream %d window exceeded: %v", st.ID(), err))
 		return false
@@ -412,6 +415,9 @@ func (s *Session) forget(st *Stream) {
 		return
 	}
 	delete(s.streams, st.ID())
+	if s.rxSmall == st {
+		s.rxSmall = nil
+	}
 	s.acked(st)
 	if st.incoming {
 		s.numIncoming--

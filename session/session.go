@@ -48,9 +48,11 @@ type Session struct {
 	acceptQ     []*Stream
 	goAwaySent  bool
 	goAwayRecv  bool
-	closing     bool  // Close called or fatal error: writer flushes and stops
-	closeErr    error // why the session ended; set once
-	urgent      bool  // the frame being applied woke a goroutine waiting for a message
+	closing     bool      // Close called or fatal error: writer flushes and stops
+	closeErr    error     // why the session ended; set once
+	urgent      bool      // the frame being applied woke a goroutine waiting for a message
+	rxSmall     *Stream   // the stream that received the last message (see contended)
+	rxSmallAt   time.Time // when
 	pings       map[uint64]chan struct{}
 	pingSeq     uint64
 	rtt         time.Duration // smoothed RTT of keepalive PINGs

@@ -227,18 +227,42 @@ func (st *Stream) Read(p []byte) (int, error) {
 func (s *Session) consumed(st *Stream, n int) bool {
 	queued := false
 	if st.state == stateOpen || st.state == stateHalfClosedLocal {
-		rtt := s.tuneRTT()
-		var now time.Time // read only when an update (and tuning) is due
-		if st.recv.win.UpdateDue(n, rtt) {
-			now = time.Now()
+		var d uint32
+		if s.contended(st) {
+			d = st.recv.win.ConsumeLimited(n, uint32(contendedWindow))
+		} else {
+			rtt := s.tuneRTT()
+			var now time.Time // read only when an update (and tuning) is due
+			if st.recv.win.UpdateDue(n, rtt) {
+				now = time.Now()
+			}
+			d = st.recv.win.Consume(n, now, rtt, &s.budget)
 		}
-		if d := st.recv.win.Consume(n, now, rtt, &s.budget); d > 0 {
+		if d > 0 {
 			s.sched.PushControl(&frame.Frame{Type: frame.WindowUpdate, StreamID: st.ID(), WindowDelta: d})
 			queued = true
 		}
 	}
 	return s.consumeSession(n) || queued
 }
+
+// contended reports whether st shares the receiving direction with
+// another stream that carries messages (payloads under smallPayload)
+// right now: one arrived within the last contendFor. On a short path (no
+// window tuning) st's credit is then held to contendedWindow, so less of
+// its data waits in socket buffers ahead of the messages. Streams that
+// all move bulk data are not held back. Called with s.mu held.
+func (s *Session) contended(st *Stream) bool {
+	return contendedWindow > 0 && s.rxSmall != nil && s.rxSmall != st &&
+		s.tuneRTT() == 0 && time.Since(s.rxSmallAt) < contendFor
+}
+
+// contendedWindow is the credit a stream is held to while another stream
+// receives messages, on paths too short to tune windows on; contendFor is
+// how long after the last message that lasts.
+var contendedWindow = 32 << 10
+
+const contendFor = 2 * time.Millisecond
 
 // minTuneRTT is the shortest path RTT for which stream windows
 // auto-tune. Below it (loopback, a LAN) the initial window already covers
@@ -360,8 +384,11 @@ func (st *Stream) transmitUnlocking(p []byte, framed []byte) (int, error) {
 			break
 		}
 		canSend := framed != nil || (ms.Credit() > 0 && s.sendWin.Available() > 0)
-		if ms.Pending() > 0 && canSend && directWrites && !s.connBusy && !s.closing {
-			s.writeBatchUnlocking() // the connection is idle: write it ourselves
+		if directWrites && !s.connBusy && !s.closing && s.sched.HasWork(s.sendWin.Available()) {
+			// The connection is idle and something can be sent (ours,
+			// or frames queued while we wrote): write it ourselves
+			// rather than wait for the writer goroutine to be scheduled.
+			s.writeBatchUnlocking()
 			continue
 		}
 		if ms.Pending() > 0 && !canSend && blockedAt.IsZero() {
