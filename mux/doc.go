@@ -29,7 +29,9 @@
 //
 //	min(maxPayload, pending, stream credit, session credit left, deficit+quantum-1)
 //
-// and subtracted from the deficit. A frame may overdraw the deficit; the
+// (a stream alone in the ring is not held to its deficit: it gets frames
+// of maxPayload), and subtracted from the deficit. A frame may overdraw
+// the deficit; the
 // debt (always less than one quantum) carries into the stream's next turn,
 // so over many turns every backlogged stream gets bytes in proportion to
 // its weight, and every turn sends at least one frame. A quantum at least

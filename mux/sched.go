@@ -374,7 +374,13 @@ func (s *Scheduler[T]) Fill(b *Batch[T], maxPayload int, sessionCredit int64, ma
 			st.deficit = max(st.deficit, 1-q) + q
 			s.inTurn = true
 		}
-		n := min(int64(maxPayload), int64(len(st.pending)), int64(st.credit), left, st.deficit+q-1)
+		n := min(int64(maxPayload), int64(len(st.pending)), int64(st.credit), left)
+		if s.ring.n > 1 {
+			// Sharing the ring: at most the deficit, so turns stay fair.
+			// A stream alone gets whole frames (a quarter of the frames,
+			// and of the receiver's read calls, at the default sizes).
+			n = min(n, st.deficit+q-1)
+		}
 		p := st.pending[:n:n]
 		st.pending = st.pending[n:]
 		st.credit -= int32(n)

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/braidmux/braid/internal/linkemu"
@@ -221,6 +222,7 @@ func BenchmarkEchoBehindBulk(b *testing.B) {
 			stop := make(chan struct{})
 			var wg sync.WaitGroup
 			wg.Add(2)
+			var bulkBytes atomic.Int64
 			go func() {
 				defer wg.Done()
 				buf := make([]byte, bulkChunk)
@@ -230,7 +232,9 @@ func BenchmarkEchoBehindBulk(b *testing.B) {
 						return
 					default:
 					}
-					if _, err := w[1].Write(buf); err != nil {
+					n, err := w[1].Write(buf)
+					bulkBytes.Add(int64(n))
+					if err != nil {
 						return
 					}
 				}
@@ -241,8 +245,12 @@ func BenchmarkEchoBehindBulk(b *testing.B) {
 			}()
 			time.Sleep(50 * time.Millisecond) // let the bulk stream reach full speed
 			b.ResetTimer()
+			t0, bulk0 := time.Now(), bulkBytes.Load()
 			lat := echoLatencies(b, w[0], r[0], max(b.N, 2000))
 			b.StopTimer()
+			// The bulk stream's throughput meanwhile: what holding its
+			// window down (contendedWindow) costs it.
+			b.ReportMetric(float64(bulkBytes.Load()-bulk0)/time.Since(t0).Seconds()/1e6, "bulk-MB/s")
 			close(stop)
 			w[1].Close()
 			r[1].Close()
@@ -358,6 +366,12 @@ func init() {
 	}
 	if v := os.Getenv("BRAID_DIRECT"); v != "" {
 		directWrites = v == "1"
+	}
+	if v, err := strconv.Atoi(os.Getenv("BRAID_QUANTUM")); err == nil && v >= 0 {
+		schedQuantum = v
+	}
+	if v := os.Getenv("BRAID_DIRECTUPD"); v != "" {
+		directUpdates = v == "1"
 	}
 	if v, err := strconv.Atoi(os.Getenv("BRAID_CONTWIN")); err == nil && v >= 0 {
 		contendedWindow = v

@@ -113,6 +113,9 @@ var maxBatch = 128 << 10
 // directWrites lets Stream.Write write to an idle connection itself.
 var directWrites = true
 
+// directUpdates lets Stream.Read write the window update it queued.
+var directUpdates = true
+
 // yieldAfterFrame makes the reader goroutine yield after a frame that
 // woke a goroutine waiting for a message (see readLoop).
 var yieldAfterFrame = true
@@ -309,9 +312,12 @@ func (s *Session) writeDirectUnlocking() {
 // without waiting for the writer goroutine to be scheduled); otherwise it
 // wakes the writer. Called with s.mu held; releases it while writing.
 func (s *Session) flushControlUnlocking() {
-	if directWrites && !s.connBusy && !s.closing && s.sched.Len() == 0 {
+	if directWrites && directUpdates && !s.connBusy && !s.closing && s.sched.Len() == 0 {
 		s.writeBatchUnlocking()
 		return
 	}
 	s.wake()
 }
+
+// schedQuantum is the scheduler's DRR quantum (0: mux.DefaultQuantum).
+var schedQuantum = 0

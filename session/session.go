@@ -138,7 +138,7 @@ func newSession(conn net.Conn, cfg *Config, client bool) (*Session, error) {
 		log:       c.Logger,
 		helloDone: make(chan struct{}),
 		streams:   make(map[uint32]*Stream),
-		sched:     mux.NewScheduler[*Stream](0),
+		sched:     mux.NewScheduler[*Stream](schedQuantum),
 		kick:      make(chan struct{}, 1),
 		acceptCh:  make(chan struct{}, 1),
 		openCh:    make(chan struct{}, 1),

@@ -260,7 +260,7 @@ func (s *Session) contended(st *Stream) bool {
 // contendedWindow is the credit a stream is held to while another stream
 // receives messages, on paths too short to tune windows on; contendFor is
 // how long after the last message that lasts.
-var contendedWindow = 32 << 10
+var contendedWindow = 16 << 10
 
 const contendFor = 2 * time.Millisecond
 
