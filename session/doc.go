@@ -1,36 +1,12 @@
 // Package session is braid's public API: a Session multiplexes many
-// reliable, ordered byte streams over one net.Conn (TCP, TLS, a pipe).
+// reliable, ordered byte streams over one net.Conn (TCP, TLS, a Unix
+// socket, a pipe, a WebSocket — anything that keeps net.Conn's contract).
 //
 // One side calls Client, the other Server, each on its end of a
 // connection. Either side may then open streams (OpenStream, or the
 // yamux-compatible Open) and accept the peer's (AcceptStream, Accept). A
 // *Stream is a net.Conn; a *Session is a net.Listener, so it can be handed
 // to http.Server.Serve or grpc.Server.Serve as is.
-//
-// Every session runs exactly two goroutines, a reader and a writer, which
-// exit when the session closes (plus timer callbacks: keepalive, deadlines,
-// and handing an idle connection to the reader). Writes are
-// zero-copy: Stream.Write queues the caller's slice for the write
-// scheduler, which sends it with vectored writes — from the calling
-// goroutine itself when the connection is idle, else from the writer —
-// and returns once the bytes are on the connection. Reading works the
-// same way round: a goroutine that blocks waiting for the peer (a Read
-// with no data, a Write with no flow-control credit) reads and applies
-// frames from the connection itself when no other goroutine is, so the
-// goroutine the kernel wakes is the one that needs the frame, as with a
-// plain TCP connection; the reader goroutine reads only while nobody else
-// waits. Reads copy at most once: a DATA payload for a stream whose Read
-// is waiting goes from the socket straight into the Read's buffer;
-// otherwise it is kept in the buffer it was read into until a Read copies
-// it out. A Read or Write blocked reading the connection still returns at
-// once when its deadline passes or its stream is closed (the session
-// moves the connection's read deadline to interrupt it, so the
-// connection must support read deadlines for this; one that does not is
-// read by the reader goroutine alone). Received data is
-// bounded by flow-control windows that tune themselves to the path's
-// bandwidth-delay product (for paths with a round trip of 500 µs or
-// more), and by a session-wide window (Config.MaxSessionWindow) that
-// bounds the memory all streams of a session can hold.
 //
 // All methods of Session and Stream are safe for concurrent use by
 // multiple goroutines, as net.Conn and net.Listener require.
@@ -40,5 +16,103 @@
 // a *StreamError carrying the code; deadline errors satisfy
 // errors.Is(err, os.ErrDeadlineExceeded) and report Timeout() == true.
 //
+// Received data is bounded by flow-control windows that tune themselves
+// to the path's bandwidth-delay product (for paths with a round trip of
+// 500 µs or more), and by a session-wide window (Config.MaxSessionWindow)
+// that bounds the memory all streams of a session can hold.
+//
 // The wire protocol is specified in SPEC.md at the repository root.
+//
+// # Design
+//
+// These notes are for whoever changes this package; the file and type
+// names below are where to look.
+//
+// The connection seam (seam.go). Type seam is the only code that touches
+// the net.Conn. Two kinds of goroutine use it:
+//
+//   - The reader goroutine (Session.readLoop) is the only reader. It reads
+//     a frame, takes the session lock, applies the frame (handle.go), and
+//     releases the lock. DATA payloads of 2 KiB or more are read straight
+//     into a pooled buffer that the stream keeps; smaller ones are copied
+//     out of the reader's buffer. Application goroutines never read the
+//     connection: a Read waits on its stream's condition until the reader
+//     has put data in the stream's buffer, or a deadline timer, Close or
+//     the session's end wakes it. So a Read returns at its deadline
+//     whatever the connection does, and no read deadline is ever set on
+//     the connection (some conns, WebSocket ones among them, close
+//     themselves when one fires). The reader never writes (a reader
+//     blocked writing to a peer that is itself blocked writing would stall
+//     both sides): frames that need an answer (PING, a refused SYN) queue
+//     it.
+//   - Whoever holds Session.connBusy writes: a Write that finds the
+//     connection idle writes its own batch (no hand-off on the latency
+//     path), otherwise the writer goroutine (Session.writeLoop) does. A
+//     batch is whatever the scheduler (package mux) chooses: control
+//     frames first, then DATA by deficit round-robin, in one vectored
+//     write. Writes are zero-copy: a Write's bytes stay in the caller's
+//     slice until they are on the connection, and Write returns then.
+//
+// Swapping the connection (what resumable sessions need) happens behind
+// this seam and nowhere else: wait until connBusy is free and take it,
+// close the old conn (the reader's read fails; a reader told to expect a
+// swap waits instead of ending the session), install a new seam on the new
+// conn, start a new reader, replay what the peer has not acknowledged, and
+// release connBusy. Streams, the scheduler and flow control do not change:
+// none of them refers to the connection.
+//
+// Stream states (stream.go, handle.go). A stream's lifecycle is
+// Stream.state, SPEC.md §5.3's state machine: stateOpen,
+// stateHalfClosedLocal (FIN sent), stateHalfClosedRemote (FIN received),
+// stateClosed (both, or a RESET either way). The idle state has no Stream.
+// Only setState, finSent, finReceived and reset change it; entering
+// stateClosed takes the stream out of the session's table (forget), which
+// also stops its StreamCloseTimeout timer. Received frames are applied by
+// handleStreamFrame, a switch over SPEC.md's table 2: the frame's row
+// (frameKind: SYN, DATA, ACK, WINDOW_UPDATE, RESET) and the receiver's
+// column for the stream ID (column: idle, open, half-closed local or
+// remote, closed — IDs without a Stream are idle or closed). Each case is
+// one cell of the table, and TestStateTable walks them all through a raw
+// peer. A stream's two directions keep their own fields: sendHalf (the
+// scheduler's mux.Stream, which holds the queued data and the send
+// credit, and the Write turn) and recvHalf (the buffered bytes and the
+// receive window). What only busy streams need (their condition
+// variable, deadlines, close timer) is allocated on first use (waits), so
+// an idle stream costs about 210 bytes.
+//
+// One owner per fact. Send credit per stream lives in the scheduler's
+// mux.Stream only (AddCredit refuses a WINDOW_UPDATE past 2^31−1;
+// TakeCredit and ReturnCredit prepay compressed frames); the session's
+// send credit in Session.sendWin; receive accounting in the
+// flowcontrol.RecvWindow of each stream and of the session. mux carries
+// the owning *Stream as a typed field (mux.Stream[*Stream].Owner).
+//
+// Locks. One mutex, Session.mu, guards all of a session's state and its
+// streams'. The rules:
+//
+//   - An unexported method is called with s.mu held and keeps it held
+//     throughout, unless its name ends in Unlocking: those (writes to the
+//     connection, waits on a condition, compression) release s.mu and take
+//     it again before they return, so their callers must not keep
+//     pointers or facts across the call without checking them again.
+//   - Goroutine bodies (readLoop, writeLoop), timer callbacks (keepalive,
+//     closeTimedOut, wakeAll) and exported methods take s.mu themselves.
+//   - I/O happens outside the lock: decide under it, release it for the
+//     read or write, take it again to apply the result and notify.
+//   - Built with -tags braiddebug, the methods that must run under s.mu
+//     check it (assertLocked); CI runs the tests that way.
+//
+// Latency under load. The reader drains the connection as fast as frames
+// arrive, so a small message is never left in the socket behind bulk data
+// that a slow application has not read yet: that data waits in its own
+// stream's buffer, bounded by its window. What still sits in socket
+// buffers ahead of a message is the bulk data in flight, up to a window.
+// So while another stream receives messages (payloads under 2 KiB, within
+// the last 2 ms), a bulk stream's credit is held to 16 KiB on paths too
+// short to tune windows on (contended in stream.go): a 64-byte echo
+// beside a saturating stream then takes about 50 µs on loopback instead
+// of 130 µs, at the cost of the bulk stream's throughput while the
+// messages last (BENCHMARKS.md has the figures). The reader also yields
+// its processor after a frame that woke a goroutine waiting for a
+// message.
 package session

@@ -15,6 +15,7 @@ import (
 // handle applies one frame received after the handshake. owned, if not
 // nil, is a pooled buffer holding f.Payload that handle now owns.
 func (s *Session) handle(f *frame.Frame, owned *[]byte) {
+	s.assertLocked()
 	switch f.Type {
 	case frame.Data, frame.WindowUpdate, frame.Reset:
 		if f.StreamID != 0 {
@@ -242,6 +243,7 @@ func (s *Session) acceptSyn(f *frame.Frame, owned *[]byte) {
 // half-closed here) and applies its FIN. It reports whether it kept
 // owned.
 func (s *Session) deliver(st *Stream, f *frame.Frame, owned *[]byte) (kept bool) {
+	s.assertLocked()
 	n := len(f.Payload)
 	if n > 0 && n < smallPayload {
 		s.rxSmall, s.rxSmallAt = st, time.Now()
@@ -411,6 +413,7 @@ func (s *Session) neverOpened(id uint32) bool {
 // forget takes a stream that entered state closed out of the session's
 // table, returning what it held. Called with s.mu held.
 func (s *Session) forget(st *Stream) {
+	s.assertLocked()
 	if s.streams[st.ID()] != st {
 		return
 	}

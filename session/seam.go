@@ -240,6 +240,7 @@ func (s *Session) writeLoop() {
 // the connection back. Called with s.mu held and s.connBusy false; s.mu
 // is released during the write.
 func (s *Session) writeBatchUnlocking() {
+	s.assertLocked()
 	s.connBusy = true
 	w := &s.seam.w
 	maxPayload := s.peer.maxPayload

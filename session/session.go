@@ -271,7 +271,7 @@ func (s *Session) OpenStream(ctx context.Context) (*Stream, error) {
 		// The peer's accept backlog is full of our streams: wait for
 		// its application to accept some (SPEC.md §5.2) rather than
 		// have the next one refused.
-		if err := s.waitSignal(ctx, s.openCh); err != nil {
+		if err := s.waitSignalUnlocking(ctx, s.openCh); err != nil {
 			return nil, err
 		}
 	}
@@ -325,15 +325,15 @@ func (s *Session) AcceptStream(ctx context.Context) (*Stream, error) {
 		if s.closeErr != nil {
 			return nil, s.closeErr
 		}
-		if err := s.waitSignal(ctx, s.acceptCh); err != nil {
+		if err := s.waitSignalUnlocking(ctx, s.acceptCh); err != nil {
 			return nil, err
 		}
 	}
 }
 
-// waitSignal waits, with s.mu released, until ch signals, the session
+// waitSignalUnlocking waits, with s.mu released, until ch signals, the session
 // ends, or ctx is done (its error is returned). Called with s.mu held.
-func (s *Session) waitSignal(ctx context.Context, ch <-chan struct{}) error {
+func (s *Session) waitSignalUnlocking(ctx context.Context, ch <-chan struct{}) error {
 	s.mu.Unlock()
 	var err error
 	select {
@@ -511,6 +511,7 @@ func (s *Session) Compression() Compression {
 // what is queued (bounded by ConnectionWriteTimeout); otherwise the
 // connection is closed at once. Called with s.mu held.
 func (s *Session) shutdown(cause error, flush bool) {
+	s.assertLocked()
 	if s.closeErr != nil {
 		return
 	}

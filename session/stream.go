@@ -93,9 +93,9 @@ func (s *Session) newStream(id uint32) *Stream {
 	return st
 }
 
-// wait waits on the stream's condition, releasing s.mu meanwhile.
+// waitUnlocking waits on the stream's condition, releasing s.mu meanwhile.
 // Called with s.mu held.
-func (st *Stream) wait() { st.w().cond.Wait() }
+func (st *Stream) waitUnlocking() { st.w().cond.Wait() }
 
 // w returns the stream's waits, allocating them on first use. Called
 // with s.mu held.
@@ -115,6 +115,7 @@ func (st *Stream) writeExpired() bool { return st.waits != nil && expired(st.wai
 // setState moves the stream to next. Entering closed takes the stream out
 // of the session's table. Called with s.mu held.
 func (st *Stream) setState(next streamState) {
+	st.sess.assertLocked()
 	if st.state == stateClosed {
 		return
 	}
@@ -148,6 +149,7 @@ func (st *Stream) finReceived() {
 // (err says which), dropping what is queued and buffered. Called with
 // s.mu held.
 func (st *Stream) reset(err *StreamError) {
+	st.sess.assertLocked()
 	s := st.sess
 	if st.resetErr == nil {
 		st.resetErr = err
@@ -217,7 +219,7 @@ func (st *Stream) Read(p []byte) (int, error) {
 		case st.readExpired():
 			return 0, errTimeout
 		}
-		st.wait()
+		st.waitUnlocking()
 	}
 }
 
@@ -225,6 +227,7 @@ func (st *Stream) Read(p []byte) (int, error) {
 // whether it queued a WINDOW_UPDATE (the caller flushes it). Called with
 // s.mu held.
 func (s *Session) consumed(st *Stream, n int) bool {
+	s.assertLocked()
 	queued := false
 	if st.state == stateOpen || st.state == stateHalfClosedLocal {
 		var d uint32
@@ -330,7 +333,7 @@ func (st *Stream) Write(p []byte) (int, error) {
 		if st.writeExpired() {
 			return 0, errTimeout
 		}
-		st.wait()
+		st.waitUnlocking()
 	}
 	if err := st.writeErr(); err != nil {
 		return 0, err
@@ -365,6 +368,7 @@ func (st *Stream) Write(p []byte) (int, error) {
 // s.mu held by the goroutine holding the write turn; releases it while
 // waiting and while writing to the connection.
 func (st *Stream) transmitUnlocking(p []byte, framed []byte) (int, error) {
+	st.sess.assertLocked()
 	s := st.sess
 	ms := &st.send.ms
 	st.w().wrote = 0 // from here on st.waits is not nil
@@ -394,7 +398,7 @@ func (st *Stream) transmitUnlocking(p []byte, framed []byte) (int, error) {
 		if ms.Pending() > 0 && !canSend && blockedAt.IsZero() {
 			blockedAt = time.Now() // waiting for credit
 		}
-		st.wait()
+		st.waitUnlocking()
 	}
 	if !blockedAt.IsZero() {
 		s.stats.blockedNanos.Add(int64(time.Since(blockedAt)))
@@ -403,7 +407,7 @@ func (st *Stream) transmitUnlocking(p []byte, framed []byte) (int, error) {
 		s.sched.Remove(ms)
 	}
 	for st.send.inflight > 0 { // the writer still reads p: wait for it
-		st.wait()
+		st.waitUnlocking()
 	}
 	n := st.waits.wrote
 	if framed != nil {
@@ -468,7 +472,7 @@ func (st *Stream) writeCompressedUnlocking(p []byte) (int, error) {
 				break
 			}
 			st.send.creditWait = true
-			st.wait()
+			st.waitUnlocking()
 			st.send.creditWait = false
 		}
 		if err != nil {
@@ -490,6 +494,7 @@ func (st *Stream) writeCompressedUnlocking(p []byte) (int, error) {
 // queueFin queues the FIN behind the stream's data. Called with s.mu held
 // and no Write in progress.
 func (st *Stream) queueFin() {
+	st.sess.assertLocked()
 	s := st.sess
 	if st.resetErr != nil || s.closeErr != nil || st.state == stateHalfClosedLocal || st.state == stateClosed {
 		return
