@@ -30,6 +30,8 @@ const (
 	helloCompression        protowire.Number = 6
 	helloSessionWindow      protowire.Number = 7
 	helloAcceptBacklog      protowire.Number = 8
+	helloRole               protowire.Number = 9
+	helloNonce              protowire.Number = 10
 )
 
 // One-byte tags of the fields a DATA frame uses.
@@ -92,7 +94,9 @@ func (s *Settings) Size() int {
 		sizeUint(helloMaxIncomingStreams, uint64(s.MaxIncomingStreams)) +
 		sizeBytes(s.packedSize()) +
 		sizeUint(helloSessionWindow, uint64(s.SessionWindow)) +
-		sizeUint(helloAcceptBacklog, uint64(s.AcceptBacklog))
+		sizeUint(helloAcceptBacklog, uint64(s.AcceptBacklog)) +
+		sizeUint(helloRole, enumVarint(uint32(s.Role))) +
+		sizeBytes(len(s.Nonce))
 }
 
 func (s *Settings) appendTo(b []byte) []byte {
@@ -109,7 +113,9 @@ func (s *Settings) appendTo(b []byte) []byte {
 		}
 	}
 	b = appendUint(b, helloSessionWindow, uint64(s.SessionWindow))
-	return appendUint(b, helloAcceptBacklog, uint64(s.AcceptBacklog))
+	b = appendUint(b, helloAcceptBacklog, uint64(s.AcceptBacklog))
+	b = appendUint(b, helloRole, enumVarint(uint32(s.Role)))
+	return appendBytes(b, helloNonce, s.Nonce)
 }
 
 // BodySize returns the length of f's body: its protobuf encoding, without
@@ -297,7 +303,7 @@ func parseSettings(s *Settings, b []byte) error {
 		}
 		b = b[n:]
 		switch {
-		case typ == protowire.VarintType && num >= helloVersion && num <= helloAcceptBacklog:
+		case typ == protowire.VarintType && num >= helloVersion && num <= helloRole:
 			v, n := protowire.ConsumeVarint(b)
 			if n < 0 {
 				return malformed("bad hello varint")
@@ -320,6 +326,8 @@ func parseSettings(s *Settings, b []byte) error {
 				s.SessionWindow = uint32(v)
 			case helloAcceptBacklog:
 				s.AcceptBacklog = uint32(v)
+			case helloRole:
+				s.Role = Role(uint32(v)) // values this side does not know are kept
 			}
 			continue
 		case typ == protowire.BytesType && num == helloMagic:
@@ -331,6 +339,14 @@ func parseSettings(s *Settings, b []byte) error {
 				return malformed("hello magic is not UTF-8")
 			}
 			s.Magic = v
+			b = b[n:]
+			continue
+		case typ == protowire.BytesType && num == helloNonce:
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 || len(v) > MaxNonce {
+				return malformed("bad hello nonce")
+			}
+			s.Nonce = v
 			b = b[n:]
 			continue
 		case typ == protowire.BytesType && num == helloCompression: // packed

@@ -38,6 +38,8 @@ var fullSettings = frame.Settings{
 	Compression:        []frame.Compression{frame.CompressionZstd, frame.CompressionNone},
 	SessionWindow:      16 << 20,
 	AcceptBacklog:      256,
+	Role:               frame.RoleClient,
+	Nonce:              []byte("0123456789abcdef"),
 }
 
 func codecCases() []codecCase {
@@ -50,7 +52,7 @@ func codecCases() []codecCase {
 		{"DATA max stream id 300 bytes", frame.Frame{Type: frame.Data, StreamID: math.MaxUint32, Payload: big}, ""},
 		{"DATA all zero", frame.Frame{}, "00"},
 		{"HELLO full settings", frame.Frame{Type: frame.Hello, HasSettings: true, Settings: fullSettings},
-			"24 0801 4220 0a05627261696" + "4 1001 18808010 20808001 28e807 32020100 3880808008 408002"},
+			"38 0801 4234 0a05627261696" + "4 1001 18808010 20808001 28e807 32020100 3880808008 408002 4801 52103031323334353637383961626364656" + "6"},
 		{"HELLO empty settings", frame.Frame{Type: frame.Hello, HasSettings: true}, "04 0801 4200"},
 		{"HELLO unknown compression", frame.Frame{Type: frame.Hello, HasSettings: true, Settings: frame.Settings{
 			Magic: []byte(frame.Magic), Version: 2, Compression: []frame.Compression{7, 1 << 31, math.MaxUint32}}}, ""},
@@ -105,6 +107,8 @@ func frameDiff(got, want *frame.Frame) string {
 	chk("Settings.Compression", slices.Equal(gs.Compression, ws.Compression), gs.Compression, ws.Compression)
 	chk("Settings.SessionWindow", gs.SessionWindow == ws.SessionWindow, gs.SessionWindow, ws.SessionWindow)
 	chk("Settings.AcceptBacklog", gs.AcceptBacklog == ws.AcceptBacklog, gs.AcceptBacklog, ws.AcceptBacklog)
+	chk("Settings.Role", gs.Role == ws.Role, gs.Role, ws.Role)
+	chk("Settings.Nonce", bytes.Equal(gs.Nonce, ws.Nonce), gs.Nonce, ws.Nonce)
 	chk("Debug", bytes.Equal(got.Debug, want.Debug), fmt.Sprintf("%q", got.Debug), fmt.Sprintf("%q", want.Debug))
 	if !bytes.Equal(got.Payload, want.Payload) {
 		d = append(d, fmt.Sprintf("Payload: got %d bytes %.32x, want %d bytes %.32x", len(got.Payload), got.Payload, len(want.Payload), want.Payload))
@@ -135,6 +139,8 @@ func pbFromFrame(f *frame.Frame) *braidpb.Frame {
 			MaxIncomingStreams: s.MaxIncomingStreams,
 			SessionWindow:      s.SessionWindow,
 			AcceptBacklog:      s.AcceptBacklog,
+			Role:               braidpb.Role(int32(s.Role)),
+			Nonce:              s.Nonce,
 		}
 		for _, c := range s.Compression {
 			h.Compression = append(h.Compression, braidpb.Compression(int32(c)))
@@ -167,6 +173,8 @@ func frameFromPB(m *braidpb.Frame) frame.Frame {
 			MaxIncomingStreams: h.GetMaxIncomingStreams(),
 			SessionWindow:      h.GetSessionWindow(),
 			AcceptBacklog:      h.GetAcceptBacklog(),
+			Role:               frame.Role(uint32(h.GetRole())),
+			Nonce:              h.GetNonce(),
 		}
 		for _, c := range h.GetCompression() {
 			f.Settings.Compression = append(f.Settings.Compression, frame.Compression(uint32(c)))
@@ -428,6 +436,13 @@ func randFrame(r *rand.Rand) frame.Frame {
 		s.MaxIncomingStreams = randU32(r)
 		s.SessionWindow = randU32(r)
 		s.AcceptBacklog = randU32(r)
+		s.Role = frame.Role(randEnum(r, 2))
+		if r.IntN(2) == 0 {
+			s.Nonce = make([]byte, r.IntN(frame.MaxNonce+1))
+			for i := range s.Nonce {
+				s.Nonce[i] = byte(r.Uint32())
+			}
+		}
 		for range r.IntN(frame.MaxCompressionOffers + 1) {
 			s.Compression = append(s.Compression, frame.Compression(randEnum(r, 2)))
 		}

@@ -159,6 +159,8 @@ const (
 	MaxDataOverhead = MaxDataHeader - MaxLengthPrefix
 	// MaxCompressionOffers bounds Settings.Compression on decode.
 	MaxCompressionOffers = 16
+	// MaxNonce bounds Settings.Nonce on decode.
+	MaxNonce = 64
 )
 
 // Settings is the body of a HELLO frame (proto: braid.v1.Hello).
@@ -171,6 +173,34 @@ type Settings struct {
 	Compression        []Compression // accepted algorithms, preferred first
 	SessionWindow      uint32        // session-wide receive window
 	AcceptBacklog      uint32        // unaccepted peer streams allowed; 0 = not announced
+	Role               Role          // which side sent it; RoleUnspecified = not announced
+	Nonce              []byte        // random, fresh per HELLO; at most MaxNonce bytes
+}
+
+// Role is which side of a session sent a HELLO (proto: braid.v1.Role). A
+// session refuses a peer that announces its own role: two clients (or two
+// servers) facing each other fail in the handshake rather than at the
+// first stream.
+type Role uint32
+
+// Roles.
+const (
+	RoleUnspecified Role = 0 // not announced (a peer from before roles)
+	RoleClient      Role = 1
+	RoleServer      Role = 2
+)
+
+// String returns "client", "server", "unspecified", or the number.
+func (r Role) String() string {
+	switch r {
+	case RoleUnspecified:
+		return "unspecified"
+	case RoleClient:
+		return "client"
+	case RoleServer:
+		return "server"
+	}
+	return fmt.Sprintf("Role(%d)", uint32(r))
 }
 
 // Frame is one decoded or to-be-encoded frame. Which fields matter
@@ -206,8 +236,8 @@ func (f *Frame) String() string {
 		return fmt.Sprintf("GOAWAY last=%d code=%v debug=%q", f.LastStreamID, f.ErrorCode, f.Debug)
 	case Hello:
 		s := &f.Settings
-		return fmt.Sprintf("HELLO magic=%q version=%d window=%d maxframe=%d maxstreams=%d session=%d compression=%v backlog=%d",
-			s.Magic, s.Version, s.InitialWindow, s.MaxFrameSize, s.MaxIncomingStreams, s.SessionWindow, s.Compression, s.AcceptBacklog)
+		return fmt.Sprintf("HELLO magic=%q version=%d window=%d maxframe=%d maxstreams=%d session=%d compression=%v backlog=%d role=%v",
+			s.Magic, s.Version, s.InitialWindow, s.MaxFrameSize, s.MaxIncomingStreams, s.SessionWindow, s.Compression, s.AcceptBacklog, s.Role)
 	}
 	return fmt.Sprintf("%v stream=%d flags=%v", f.Type, f.StreamID, f.Flags)
 }

@@ -317,7 +317,7 @@ func (r *Reader) readPrefix() (uint32, error) {
 }
 
 // Detach hands the buffer holding the last frame's body (which its
-// Payload, Debug and Settings.Magic alias) to the caller, who must give it
+// Payload, Debug, Settings.Magic and Settings.Nonce alias) to the caller, who must give it
 // back with PutBuffer when done with it and must not use it after. The
 // Reader takes a new buffer for the next frame. It returns nil if no frame
 // has been read since the last Detach.

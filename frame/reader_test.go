@@ -29,6 +29,7 @@ func readAll(r *frame.Reader) ([]frame.Frame, error) {
 		c.Payload = bytes.Clone(f.Payload)
 		c.Debug = bytes.Clone(f.Debug)
 		c.Settings.Magic = bytes.Clone(f.Settings.Magic)
+		c.Settings.Nonce = bytes.Clone(f.Settings.Nonce)
 		c.Settings.Compression = append([]frame.Compression(nil), f.Settings.Compression...)
 		out = append(out, c)
 	}

@@ -169,6 +169,8 @@ func specFrameDiff(got, want *frame.Frame) string {
 	check("Settings.Compression", slices.Equal(gs.Compression, ws.Compression), gs.Compression, ws.Compression)
 	check("Settings.SessionWindow", gs.SessionWindow == ws.SessionWindow, gs.SessionWindow, ws.SessionWindow)
 	check("Settings.AcceptBacklog", gs.AcceptBacklog == ws.AcceptBacklog, gs.AcceptBacklog, ws.AcceptBacklog)
+	check("Settings.Role", gs.Role == ws.Role, gs.Role, ws.Role)
+	check("Settings.Nonce", bytes.Equal(gs.Nonce, ws.Nonce), fmt.Sprintf("%x", gs.Nonce), fmt.Sprintf("%x", ws.Nonce))
 	return strings.Join(d, "; ")
 }
 
@@ -197,6 +199,8 @@ func specToProto(f *frame.Frame) *braidpb.Frame {
 			MaxIncomingStreams: s.MaxIncomingStreams,
 			SessionWindow:      s.SessionWindow,
 			AcceptBacklog:      s.AcceptBacklog,
+			Role:               braidpb.Role(s.Role),
+			Nonce:              s.Nonce,
 		}
 		for _, c := range s.Compression {
 			m.Hello.Compression = append(m.Hello.Compression, braidpb.Compression(c))

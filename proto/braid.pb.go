@@ -286,6 +286,56 @@ func (ErrorCode) EnumDescriptor() ([]byte, []int) {
 	return file_braid_proto_rawDescGZIP(), []int{3}
 }
 
+// Role is the side of a session.
+type Role int32
+
+const (
+	Role_ROLE_UNSPECIFIED Role = 0
+	Role_ROLE_CLIENT      Role = 1
+	Role_ROLE_SERVER      Role = 2
+)
+
+// Enum value maps for Role.
+var (
+	Role_name = map[int32]string{
+		0: "ROLE_UNSPECIFIED",
+		1: "ROLE_CLIENT",
+		2: "ROLE_SERVER",
+	}
+	Role_value = map[string]int32{
+		"ROLE_UNSPECIFIED": 0,
+		"ROLE_CLIENT":      1,
+		"ROLE_SERVER":      2,
+	}
+)
+
+func (x Role) Enum() *Role {
+	p := new(Role)
+	*p = x
+	return p
+}
+
+func (x Role) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Role) Descriptor() protoreflect.EnumDescriptor {
+	return file_braid_proto_enumTypes[4].Descriptor()
+}
+
+func (Role) Type() protoreflect.EnumType {
+	return &file_braid_proto_enumTypes[4]
+}
+
+func (x Role) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Role.Descriptor instead.
+func (Role) EnumDescriptor() ([]byte, []int) {
+	return file_braid_proto_rawDescGZIP(), []int{4}
+}
+
 // Hello is the body of a HELLO frame: the sender's identity and settings.
 type Hello struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -314,6 +364,15 @@ type Hello struct {
 	// acknowledged with DATA FLAG_ACK). An opener waits rather than exceed
 	// it; 0 means not announced.
 	AcceptBacklog uint32 `protobuf:"varint,8,opt,name=accept_backlog,json=acceptBacklog,proto3" json:"accept_backlog,omitempty"`
+	// role is which side sent this HELLO. A receiver whose own role is the
+	// same fails the handshake (HANDSHAKE_ERROR): two clients or two
+	// servers cannot form a session. ROLE_UNSPECIFIED (absent) is accepted.
+	Role Role `protobuf:"varint,9,opt,name=role,proto3,enum=braid.v1.Role" json:"role,omitempty"`
+	// nonce is random bytes (16 from this implementation, at most 64), fresh
+	// for every HELLO: it makes each HELLO unique, so a peer that echoes
+	// ours back is recognised as an echo rather than taken for another
+	// client.
+	Nonce         []byte `protobuf:"bytes,10,opt,name=nonce,proto3" json:"nonce,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -402,6 +461,20 @@ func (x *Hello) GetAcceptBacklog() uint32 {
 		return x.AcceptBacklog
 	}
 	return 0
+}
+
+func (x *Hello) GetRole() Role {
+	if x != nil {
+		return x.Role
+	}
+	return Role_ROLE_UNSPECIFIED
+}
+
+func (x *Hello) GetNonce() []byte {
+	if x != nil {
+		return x.Nonce
+	}
+	return nil
 }
 
 // Frame is one unit on the wire.
@@ -536,7 +609,7 @@ var File_braid_proto protoreflect.FileDescriptor
 
 const file_braid_proto_rawDesc = "" +
 	"\n" +
-	"\vbraid.proto\x12\bbraid.v1\"\xbd\x02\n" +
+	"\vbraid.proto\x12\bbraid.v1\"\xf7\x02\n" +
 	"\x05Hello\x12\x14\n" +
 	"\x05magic\x18\x01 \x01(\tR\x05magic\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\rR\aversion\x12%\n" +
@@ -545,7 +618,10 @@ const file_braid_proto_rawDesc = "" +
 	"\x14max_incoming_streams\x18\x05 \x01(\rR\x12maxIncomingStreams\x127\n" +
 	"\vcompression\x18\x06 \x03(\x0e2\x15.braid.v1.CompressionR\vcompression\x12%\n" +
 	"\x0esession_window\x18\a \x01(\rR\rsessionWindow\x12%\n" +
-	"\x0eaccept_backlog\x18\b \x01(\rR\racceptBacklog\"\xba\x02\n" +
+	"\x0eaccept_backlog\x18\b \x01(\rR\racceptBacklog\x12\"\n" +
+	"\x04role\x18\t \x01(\x0e2\x0e.braid.v1.RoleR\x04role\x12\x14\n" +
+	"\x05nonce\x18\n" +
+	" \x01(\fR\x05nonce\"\xba\x02\n" +
 	"\x05Frame\x12'\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x13.braid.v1.FrameTypeR\x04type\x12\x1b\n" +
 	"\tstream_id\x18\x02 \x01(\rR\bstreamId\x12\x14\n" +
@@ -588,7 +664,11 @@ const file_braid_proto_rawDesc = "" +
 	"\x11COMPRESSION_ERROR\x10\b\x12\x15\n" +
 	"\x11KEEPALIVE_TIMEOUT\x10\t\x12\x13\n" +
 	"\x0fHANDSHAKE_ERROR\x10\n" +
-	"B)Z'github.com/braidmux/braid/proto;braidpbb\x06proto3"
+	"*>\n" +
+	"\x04Role\x12\x14\n" +
+	"\x10ROLE_UNSPECIFIED\x10\x00\x12\x0f\n" +
+	"\vROLE_CLIENT\x10\x01\x12\x0f\n" +
+	"\vROLE_SERVER\x10\x02B)Z'github.com/braidmux/braid/proto;braidpbb\x06proto3"
 
 var (
 	file_braid_proto_rawDescOnce sync.Once
@@ -602,25 +682,27 @@ func file_braid_proto_rawDescGZIP() []byte {
 	return file_braid_proto_rawDescData
 }
 
-var file_braid_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_braid_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
 var file_braid_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
 var file_braid_proto_goTypes = []any{
 	(FrameType)(0),   // 0: braid.v1.FrameType
 	(Flag)(0),        // 1: braid.v1.Flag
 	(Compression)(0), // 2: braid.v1.Compression
 	(ErrorCode)(0),   // 3: braid.v1.ErrorCode
-	(*Hello)(nil),    // 4: braid.v1.Hello
-	(*Frame)(nil),    // 5: braid.v1.Frame
+	(Role)(0),        // 4: braid.v1.Role
+	(*Hello)(nil),    // 5: braid.v1.Hello
+	(*Frame)(nil),    // 6: braid.v1.Frame
 }
 var file_braid_proto_depIdxs = []int32{
 	2, // 0: braid.v1.Hello.compression:type_name -> braid.v1.Compression
-	0, // 1: braid.v1.Frame.type:type_name -> braid.v1.FrameType
-	4, // 2: braid.v1.Frame.hello:type_name -> braid.v1.Hello
-	3, // [3:3] is the sub-list for method output_type
-	3, // [3:3] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	4, // 1: braid.v1.Hello.role:type_name -> braid.v1.Role
+	0, // 2: braid.v1.Frame.type:type_name -> braid.v1.FrameType
+	5, // 3: braid.v1.Frame.hello:type_name -> braid.v1.Hello
+	4, // [4:4] is the sub-list for method output_type
+	4, // [4:4] is the sub-list for method input_type
+	4, // [4:4] is the sub-list for extension type_name
+	4, // [4:4] is the sub-list for extension extendee
+	0, // [0:4] is the sub-list for field type_name
 }
 
 func init() { file_braid_proto_init() }
@@ -633,7 +715,7 @@ func file_braid_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_braid_proto_rawDesc), len(file_braid_proto_rawDesc)),
-			NumEnums:      4,
+			NumEnums:      5,
 			NumMessages:   2,
 			NumExtensions: 0,
 			NumServices:   0,

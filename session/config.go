@@ -34,7 +34,12 @@ func (c Compression) wire() frame.Compression {
 // once and copy it, so a Config may be shared and reused.
 type Config struct {
 	// AcceptBacklog is how many peer-opened streams may wait for
-	// AcceptStream; more are refused (RESET REFUSED_STREAM). Default 256.
+	// AcceptStream. It is announced to the peer in the handshake, and a
+	// braid peer's OpenStream waits (until its context ends, or
+	// StreamOpenTimeout for Open) while that many of its streams are
+	// unaccepted, so nothing is refused; streams beyond it from a peer
+	// that does not wait are refused (RESET REFUSED_STREAM, which the
+	// opener sees as a *StreamError). Default 256.
 	AcceptBacklog int
 	// MaxIncomingStreams is how many peer-opened streams may be open at
 	// once; more are refused. Default 8192.
@@ -65,6 +70,12 @@ type Config struct {
 	// ConnectionWriteTimeout bounds one write to the connection; a peer
 	// that stops reading for this long ends the session. Default 10 s.
 	ConnectionWriteTimeout time.Duration
+	// StreamOpenTimeout bounds how long Open (which takes no context)
+	// waits for room in the peer's accept backlog; it then fails with
+	// ErrStreamOpenTimeout and the session goes on. OpenStream waits as
+	// long as its context allows instead. Default 75 s (yamux's);
+	// negative waits forever.
+	StreamOpenTimeout time.Duration
 	// StreamCloseTimeout bounds how long a stream closed by this side
 	// waits for the peer to close its side; then the stream is reset
 	// (CANCEL) and forgotten, so a peer that never closes cannot pin
@@ -95,6 +106,7 @@ const (
 	defaultHandshakeTimeout    = 10 * time.Second
 	defaultWriteTimeout        = 10 * time.Second
 	defaultStreamCloseTimeout  = 5 * time.Minute
+	defaultStreamOpenTimeout   = 75 * time.Second
 )
 
 // DefaultConfig returns a new Config holding the defaults. It is safe to
@@ -112,6 +124,7 @@ func DefaultConfig() *Config {
 		HandshakeTimeout:       defaultHandshakeTimeout,
 		ConnectionWriteTimeout: defaultWriteTimeout,
 		StreamCloseTimeout:     defaultStreamCloseTimeout,
+		StreamOpenTimeout:      defaultStreamOpenTimeout,
 		CompressionLevel:       CompressionFastest,
 	}
 }
@@ -145,6 +158,9 @@ func (c *Config) withDefaults() (Config, error) {
 	}
 	if v.HandshakeTimeout == 0 {
 		v.HandshakeTimeout = defaultHandshakeTimeout
+	}
+	if v.StreamOpenTimeout == 0 {
+		v.StreamOpenTimeout = defaultStreamOpenTimeout
 	}
 	if v.StreamCloseTimeout == 0 {
 		v.StreamCloseTimeout = defaultStreamCloseTimeout

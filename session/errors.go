@@ -24,6 +24,9 @@ var (
 	ErrStreamsExhausted = errors.New("braid: stream IDs exhausted; open a new session")
 	// ErrHandshake: the peer did not complete a valid HELLO exchange.
 	ErrHandshake = errors.New("braid: handshake failed")
+	// ErrStreamOpenTimeout: Open waited Config.StreamOpenTimeout for room
+	// in the peer's accept backlog. The session goes on.
+	ErrStreamOpenTimeout = errors.New("braid: opening a stream timed out: the peer's accept backlog stayed full (is its application accepting streams?)")
 	// ErrKeepAliveTimeout: the peer did not answer a PING in time.
 	ErrKeepAliveTimeout = errors.New("braid: keepalive timeout: peer did not answer PING")
 )

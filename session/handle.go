@@ -350,19 +350,30 @@ func (s *Session) handleGoAway(f *frame.Frame) {
 func (s *Session) handleHello(f *frame.Frame) {
 	if err := s.applyHello(f); err != nil {
 		s.hsErr = err
-		s.shutdown(err, false)
+		s.shutdown(err, true) // our HELLO still goes out: the peer learns why too
 		return
 	}
+	s.seam.door.done.Store(true)
 	close(s.helloDone)
 	s.wake()
 }
 
 func (s *Session) applyHello(f *frame.Frame) error {
+	if msg := doorError(s.seam.door.seen(), s.helloBytes, s.client, nil); msg != "" {
+		return fmt.Errorf("%w: %s", ErrHandshake, msg) // an echo, or not braid at all
+	}
 	if f.Type != frame.Hello || !f.HasSettings {
 		return fmt.Errorf("%w: peer's first frame is %v, not HELLO (is it speaking braid?)", ErrHandshake, f.Type)
 	}
 	h := &f.Settings
+	me := frame.RoleServer
+	if s.client {
+		me = frame.RoleClient
+	}
 	switch {
+	case h.Role == me:
+		return fmt.Errorf("%w: both sides are %ss: the peer called session.%s too; one side must call Client and the other Server",
+			ErrHandshake, me, map[bool]string{true: "Client", false: "Server"}[s.client])
 	case string(h.Magic) != frame.Magic:
 		return fmt.Errorf("%w: bad magic %q", ErrHandshake, h.Magic)
 	case h.Version != frame.Version:

@@ -23,6 +23,7 @@ import (
 // notices a dead peer).
 type seam struct {
 	conn net.Conn
+	door *doorRecorder // what rd reads through: keeps the first bytes, for handshake errors
 	rd   *frame.Reader // the reader goroutine's alone
 	w    connWriter    // the holder of Session.connBusy's alone
 }
@@ -38,9 +39,10 @@ type connWriter struct {
 }
 
 func newSeam(conn net.Conn, maxFrameSize uint32) seam {
-	rd := frame.NewReader(conn, maxFrameSize)
+	door := &doorRecorder{r: conn}
+	rd := frame.NewReader(door, maxFrameSize)
 	rd.SetReadAhead(readAhead)
-	return seam{conn: conn, rd: rd, w: connWriter{vectored: writevConn(conn)}}
+	return seam{conn: conn, door: door, rd: rd, w: connWriter{vectored: writevConn(conn)}}
 }
 
 // readFrame reads the next frame. A DATA payload of directMin bytes or
@@ -161,6 +163,12 @@ func (s *Session) readLoop() {
 		s.stats.framesRecv.Add(1)
 		s.stats.bytesRecv.Store(s.seam.rd.BytesRead())
 		switch {
+		case s.closeErr != nil && f.Type == frame.Data && f.StreamID != 0 && !f.Flags.Has(frame.FlagSYN):
+			// The session has ended, but data and FINs that arrived
+			// before the connection closed still reach their streams
+			// (a peer's last bytes, then its FIN, then its close must
+			// read as data and io.EOF).
+			s.handleStreamFrame(f, owned)
 		case s.closeErr != nil:
 			frame.PutBuffer(owned) // draining until the connection closes
 		case s.peer.maxPayload == 0:
@@ -191,15 +199,13 @@ func (s *Session) readFailed(err error) {
 	switch {
 	case s.closeErr != nil:
 	case s.peer.maxPayload == 0:
-		var ne net.Error
-		switch {
-		case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
-			err = fmt.Errorf("%w: peer closed the connection before its HELLO", ErrHandshake)
-		case errors.As(err, &ne) && ne.Timeout():
-			err = fmt.Errorf("%w: no HELLO from peer within %v", ErrHandshake, s.cfg.HandshakeTimeout)
-		default:
-			err = fmt.Errorf("%w: %v", ErrHandshake, err)
+		if s.hsErr != nil { // the handshake timer closed the connection
+			return
 		}
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			err = fmt.Errorf("peer closed the connection before its HELLO: %w", err)
+		}
+		err = s.handshakeError(err)
 		s.hsErr = err
 		s.shutdown(err, false)
 	case errors.Is(err, frame.ErrFrameTooLarge):

@@ -2,6 +2,7 @@ package session
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -34,6 +35,7 @@ type Session struct {
 	compression frame.Compression
 	enc         *zstd.Encoder // set when zstd was agreed
 	helloDone   chan struct{} // closed when the peer's HELLO was applied
+	helloBytes  []byte        // the HELLO this side sent, as encoded
 	hsErr       error         // why the handshake failed
 
 	mu          sync.Mutex
@@ -172,6 +174,13 @@ func newSession(conn net.Conn, cfg *Config, client bool) (*Session, error) {
 	if c.Compression != CompressionNone {
 		hello.Settings.Compression = []frame.Compression{c.Compression.wire()}
 	}
+	hello.Settings.Nonce = make([]byte, 16)
+	rand.Read(hello.Settings.Nonce)
+	hello.Settings.Role = frame.RoleServer
+	if client {
+		hello.Settings.Role = frame.RoleClient
+	}
+	s.helloBytes = hello.Append(nil)
 	s.sched.PushControl(&hello)
 	s.wg.Add(2)
 	go s.writeLoop()
@@ -188,7 +197,7 @@ func newSession(conn net.Conn, cfg *Config, client bool) (*Session, error) {
 	case <-timer.C:
 		s.mu.Lock()
 		if s.hsErr == nil && s.peer.maxPayload == 0 {
-			s.hsErr = fmt.Errorf("%w: no HELLO from peer within %v", ErrHandshake, c.HandshakeTimeout)
+			s.hsErr = s.handshakeError(fmt.Errorf("no HELLO from peer within %v", c.HandshakeTimeout))
 			s.shutdown(s.hsErr, false)
 		}
 		s.mu.Unlock()
@@ -290,11 +299,22 @@ func (s *Session) OpenStream(ctx context.Context) (*Stream, error) {
 	return st, nil
 }
 
-// Open opens a stream; it is OpenStream(context.Background()) returning a
-// net.Conn, with the meaning yamux gives it.
+// Open opens a stream, as OpenStream does, returning a net.Conn (the
+// meaning yamux gives it). Having no context, it waits for room in the
+// peer's accept backlog for at most Config.StreamOpenTimeout, then fails
+// with ErrStreamOpenTimeout.
 func (s *Session) Open() (net.Conn, error) {
-	st, err := s.OpenStream(context.Background())
+	ctx := context.Background()
+	if d := s.cfg.StreamOpenTimeout; d > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeoutCause(ctx, d, ErrStreamOpenTimeout)
+		defer cancel()
+	}
+	st, err := s.OpenStream(ctx)
 	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			err = context.Cause(ctx)
+		}
 		return nil, err
 	}
 	return st, nil

@@ -599,7 +599,12 @@ func (st *Stream) Reset(code uint32) error {
 // sessionClosed wakes everything blocked on the stream when the session
 // ends. Called with s.mu held.
 func (st *Stream) sessionClosed() {
-	st.sess.sched.Remove(&st.send.ms)
+	if st.send.ms.Pending() > 0 {
+		// Data of a Write that now fails: it must not be sent after
+		// the Write returns. A FIN alone stays queued, so a Close
+		// flushes the FINs of streams closed just before it.
+		st.sess.sched.Remove(&st.send.ms)
+	}
 	if st.waits != nil && st.waits.closeTmr != nil {
 		st.waits.closeTmr.Stop()
 	}
