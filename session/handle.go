@@ -245,8 +245,18 @@ func (s *Session) acceptSyn(f *frame.Frame, owned *[]byte) {
 func (s *Session) deliver(st *Stream, f *frame.Frame, owned *[]byte) (kept bool) {
 	s.assertLocked()
 	n := len(f.Payload)
-	if n > 0 && n < smallPayload {
-		s.rxSmall, s.rxSmallAt = st, time.Now()
+	if n >= smallPayload && st == s.rxSmall {
+		s.rxSmall = nil // it moves bulk data: not a stream of messages
+	} else if n > 0 && n < smallPayload {
+		// A stream of messages stays the candidate while it is active;
+		// another stream's short frame does not displace it.
+		now := time.Now()
+		if st == s.rxSmall {
+			s.rxSmallRun++
+			s.rxSmallAt = now
+		} else if s.rxSmall == nil || now.Sub(s.rxSmallAt) >= contendFor {
+			s.rxSmall, s.rxSmallRun, s.rxSmallAt = st, 1, now
+		}
 	}
 	if err := st.recv.win.Receive(n); err != nil {
 		s.fail(frame.FlowControlError, fmt.Sprintf("stream %d window exceeded: %v", st.ID(), err))

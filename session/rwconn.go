@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"sync"
 	"time"
 )
 
@@ -21,8 +22,10 @@ import (
 // stuck on a peer that stops reading is not cut short by
 // Config.ConnectionWriteTimeout (keepalive still ends a session whose
 // peer stops answering, and Close still returns); LocalAddr and
-// RemoteAddr return an address of network "rwc" naming rwc's type.
-// If rwc is a net.Conn already, RWConn returns it unchanged.
+// RemoteAddr return rwc's own if it has such methods, else an address of
+// network "rwc" naming rwc's type. Close closes rwc once, however often
+// it is called. If rwc is a net.Conn already, RWConn returns it
+// unchanged.
 //
 // The returned conn is safe for concurrent use as far as rwc is: the
 // session reads from one goroutine and writes from one at a time.
@@ -30,7 +33,17 @@ func RWConn(rwc io.ReadWriteCloser) net.Conn {
 	if c, ok := rwc.(net.Conn); ok {
 		return c
 	}
-	return &rwConn{ReadWriteCloser: rwc, addr: rwcAddr(fmt.Sprintf("%T", rwc))}
+	c := &rwConn{ReadWriteCloser: rwc}
+	if a, ok := rwc.(interface {
+		LocalAddr() net.Addr
+		RemoteAddr() net.Addr
+	}); ok {
+		c.local, c.remote = a.LocalAddr(), a.RemoteAddr()
+	} else {
+		c.local = rwcAddr(fmt.Sprintf("%T", rwc))
+		c.remote = c.local
+	}
+	return c
 }
 
 // ErrNoDeadlines is what the deadline methods of a conn made by RWConn
@@ -39,11 +52,18 @@ var ErrNoDeadlines = errors.New("braid: this connection is an io.ReadWriteCloser
 
 type rwConn struct {
 	io.ReadWriteCloser
-	addr rwcAddr
+	local, remote net.Addr
+	closeOnce     sync.Once
+	closeErr      error
 }
 
-func (c *rwConn) LocalAddr() net.Addr              { return c.addr }
-func (c *rwConn) RemoteAddr() net.Addr             { return c.addr }
+func (c *rwConn) Close() error {
+	c.closeOnce.Do(func() { c.closeErr = c.ReadWriteCloser.Close() })
+	return c.closeErr
+}
+
+func (c *rwConn) LocalAddr() net.Addr              { return c.local }
+func (c *rwConn) RemoteAddr() net.Addr             { return c.remote }
 func (c *rwConn) SetDeadline(time.Time) error      { return ErrNoDeadlines }
 func (c *rwConn) SetReadDeadline(time.Time) error  { return ErrNoDeadlines }
 func (c *rwConn) SetWriteDeadline(time.Time) error { return ErrNoDeadlines }

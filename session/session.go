@@ -53,8 +53,9 @@ type Session struct {
 	closing     bool      // Close called or fatal error: writer flushes and stops
 	closeErr    error     // why the session ended; set once
 	urgent      bool      // the frame being applied woke a goroutine waiting for a message
-	rxSmall     *Stream   // the stream that received the last message (see contended)
-	rxSmallAt   time.Time // when
+	rxSmall     *Stream   // the stream that received the last small payload (see contended)
+	rxSmallRun  int       // how many in a row it received, with no large one between
+	rxSmallAt   time.Time // when the last of them arrived
 	pings       map[uint64]chan struct{}
 	pingSeq     uint64
 	rtt         time.Duration // smoothed RTT of keepalive PINGs

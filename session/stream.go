@@ -250,13 +250,16 @@ func (s *Session) consumed(st *Stream, n int) bool {
 }
 
 // contended reports whether st shares the receiving direction with
-// another stream that carries messages (payloads under smallPayload)
-// right now: one arrived within the last contendFor. On a short path (no
-// window tuning) st's credit is then held to contendedWindow, so less of
-// its data waits in socket buffers ahead of the messages. Streams that
-// all move bulk data are not held back. Called with s.mu held.
+// another stream that carries messages right now: one that received at
+// least two small payloads (under smallPayload) in a row, with no large
+// one between, the last within contendFor. On a short path (no window
+// tuning) st's credit is then held to contendedWindow, so less of its data
+// waits in socket buffers ahead of the messages. Streams that all move
+// bulk data are not held back (a bulk stream's occasional short frame,
+// cut by credit or by the scheduler's turn, does not count). Called with
+// s.mu held.
 func (s *Session) contended(st *Stream) bool {
-	return contendedWindow > 0 && s.rxSmall != nil && s.rxSmall != st &&
+	return contendedWindow > 0 && s.rxSmall != nil && s.rxSmall != st && s.rxSmallRun >= 2 &&
 		s.tuneRTT() == 0 && time.Since(s.rxSmallAt) < contendFor
 }
 
