@@ -314,6 +314,10 @@ func (s *Scheduler[T]) PushControlBytes(b []byte) {
 	s.ctlN++
 }
 
+// ControlBytes returns the bytes of control frames queued (PushControl)
+// and not yet taken by Fill.
+func (s *Scheduler[T]) ControlBytes() int { return len(s.ctl) }
+
 // HasWork reports whether Fill, given sessionCredit, an empty batch and a
 // positive maxBatch, would emit at least one frame.
 func (s *Scheduler[T]) HasWork(sessionCredit int64) bool {

@@ -129,12 +129,17 @@ func decompress(payload []byte, limit int) (*[]byte, error) {
 	case h.FrameContentSize > uint64(limit):
 		return nil, fmt.Errorf("%w: declares %d bytes, more than the %d-byte frame limit", errCompressed, h.FrameContentSize, limit)
 	}
+	if end, err := zstdFrameEnd(payload, h.HeaderSize, h.HasCheckSum); err != nil {
+		return nil, fmt.Errorf("%w: %v", errCompressed, err)
+	} else if end != len(payload) {
+		return nil, fmt.Errorf("%w: %d bytes after the zstd frame (a payload is exactly one frame)", errCompressed, len(payload)-end)
+	}
 	dec, err := getDecoder()
 	if err != nil {
 		return nil, err
 	}
 	n := int(h.FrameContentSize)
-	buf := frame.GetBuffer(n)
+	buf := payloadBuffer(n)
 	out, err := dec.DecodeAll(payload, (*buf)[:0:n])
 	if err != nil || len(out) != n {
 		frame.PutBuffer(buf)
@@ -145,4 +150,42 @@ func decompress(payload []byte, limit int) (*[]byte, error) {
 	}
 	*buf = (*buf)[:n]
 	return buf, nil
+}
+
+// zstdFrameEnd returns where the zstd frame that starts payload ends: its
+// header (headerSize bytes), then blocks, each a 3-byte header (bit 0:
+// last block; bits 1-2: type; bits 3-23: size) and its content, then a
+// 4-byte checksum if the header says so (RFC 8878 §3.1.1). It reads only
+// block headers.
+func zstdFrameEnd(payload []byte, headerSize int, checksum bool) (int, error) {
+	pos := headerSize
+	for {
+		if pos+3 > len(payload) {
+			return 0, errors.New("zstd frame truncated")
+		}
+		bh := uint32(payload[pos]) | uint32(payload[pos+1])<<8 | uint32(payload[pos+2])<<16
+		pos += 3
+		size := int(bh >> 3)
+		switch (bh >> 1) & 3 {
+		case 0, 2: // raw, compressed: size bytes follow
+			pos += size
+		case 1: // RLE: one byte, repeated size times
+			pos++
+		default:
+			return 0, errors.New("reserved zstd block type")
+		}
+		if pos > len(payload) {
+			return 0, errors.New("zstd frame truncated")
+		}
+		if bh&1 != 0 {
+			break
+		}
+	}
+	if checksum {
+		pos += 4
+		if pos > len(payload) {
+			return 0, errors.New("zstd frame truncated")
+		}
+	}
+	return pos, nil
 }

@@ -2,6 +2,7 @@ package session
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net"
 	"testing"
@@ -66,5 +67,34 @@ func FuzzSession(f *testing.F) {
 		}
 		s.Close()
 		<-done
+	})
+}
+
+// FuzzHandshake feeds arbitrary first bytes to a server session, as a peer
+// that is not braid (or a broken one) would send them, then hangs up. The
+// handshake must end with an error or a session, never a panic or a hang,
+// and a failed one must match ErrHandshake.
+func FuzzHandshake(f *testing.F) {
+	f.Add(helloBytes(fakeHello()))
+	f.Add([]byte("HTTP/1.1 400 Bad Request\r\n\r\n"))
+	f.Add([]byte("SSH-2.0-OpenSSH_9.6\r\n"))
+	f.Add([]byte{0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x32})
+	f.Add([]byte{0, 1, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0}) // a yamux SYN
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, input []byte) {
+		c1, c2 := net.Pipe()
+		go func() {
+			go io.Copy(io.Discard, c1)
+			c1.Write(input)
+			c1.Close()
+		}()
+		s, err := Server(c2, &Config{HandshakeTimeout: 2 * time.Second})
+		if err != nil {
+			if !errors.Is(err, ErrHandshake) {
+				t.Fatalf("failed handshake with an error that is not ErrHandshake: %v", err)
+			}
+			return
+		}
+		s.Close()
 	})
 }

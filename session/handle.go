@@ -2,6 +2,7 @@ package session
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/braidmux/braid/flowcontrol"
@@ -443,9 +444,16 @@ func (s *Session) forget(st *Stream) {
 		s.rxSmall = nil
 	}
 	s.acked(st)
-	if st.incoming {
-		s.numIncoming--
+	if st.incoming && !st.accepted {
+		// Reset before the application accepted it: it leaves the
+		// backlog at once, and AcceptStream never hands it out.
+		if i := slices.Index(s.acceptQ, st); i >= 0 {
+			s.acceptQ = slices.Delete(s.acceptQ, i, i+1)
+		}
 	}
+	if !st.accepted || st.closed || st.resetErr == nil || !st.resetErr.Remote {
+		s.releaseIncoming(st)
+	} // else: a peer reset a stream the application still holds (below)
 	if st.waits != nil && st.waits.closeTmr != nil {
 		st.waits.closeTmr.Stop()
 		st.waits.closeTmr = nil
@@ -453,6 +461,20 @@ func (s *Session) forget(st *Stream) {
 	st.recv.win.Close(&s.budget)
 	st.notify()
 	s.maybeFinishGoAway()
+}
+
+// releaseIncoming stops counting a peer-opened stream against
+// MaxIncomingStreams. That happens when it closes, except for a stream
+// the peer reset while the application holds it: it counts until the
+// application lets go (Close, Reset, or a Read or Write that reports the
+// reset), so a peer that opens and resets streams in a loop cannot have
+// more than MaxIncomingStreams handlers running at once (HTTP/2's "rapid
+// reset"). Called with s.mu held.
+func (s *Session) releaseIncoming(st *Stream) {
+	if st.incoming {
+		st.incoming = false
+		s.numIncoming--
+	}
 }
 
 func (k frameKind) String() string {

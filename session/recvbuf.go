@@ -26,22 +26,31 @@ const smallPayload = 2048
 
 func (r *recvBuf) len() int { return int(r.n) }
 
-// push appends a copy of payload, which the caller keeps. Small payloads
-// go into the spare room of the last buffer.
+// push appends a copy of payload, which the caller keeps, into the spare
+// room of the last buffer if it fits, else into a new buffer: one of
+// exactly its size for a large payload, one with some room to spare for a
+// small one. Memory held stays within about twice the bytes buffered plus
+// 512 bytes, however the peer pads or sizes its frames.
 func (r *recvBuf) push(payload []byte) {
 	n := len(payload)
 	if n == 0 {
 		return
 	}
 	r.n += int32(n)
-	if t := r.tail(); t != nil && n < smallPayload && t.end+n <= cap(*t.owner) {
+	if t := r.tail(); t != nil && t.end+n <= cap(*t.owner) {
 		*t.owner = (*t.owner)[:cap(*t.owner)]
 		copy((*t.owner)[t.end:], payload)
 		t.end += n
 		return
 	}
-	size := max(n, min(16<<10, max(512, int(r.n))))
-	owner := frame.GetBuffer(size)
+	var owner *[]byte
+	if n >= smallPayload {
+		owner = payloadBuffer(n) // no spare room to waste
+	} else {
+		// Room for more small payloads, growing with what is buffered,
+		// so the spare stays below about the bytes held (and 512).
+		owner = frame.GetBuffer(max(n, min(16<<10, max(512, int(r.n)))))
+	}
 	*owner = (*owner)[:cap(*owner)]
 	copy(*owner, payload)
 	r.chunks = append(r.chunks, chunk{owner: owner, end: n})

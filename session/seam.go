@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/bits"
 	"net"
 	"runtime"
 	"time"
@@ -55,13 +56,26 @@ func (c *seam) readFrame() (f *frame.Frame, owned *[]byte, err error) {
 	if err != nil || plen == 0 {
 		return f, nil, err
 	}
-	owned = frame.GetBuffer(plen)
+	owned = payloadBuffer(plen)
 	if _, err := c.rd.ReadPayload(*owned); err != nil {
 		frame.PutBuffer(owned)
 		return nil, nil, err
 	}
 	f.Payload = *owned
 	return f, owned, nil
+}
+
+// payloadBuffer returns a buffer of exactly n bytes for a payload the
+// stream will keep: a pooled one when n nearly fills its power-of-two
+// size class, else one of its own, so that memory held on the peer's
+// behalf stays close to the payload bytes its window allows (a 2049-byte
+// payload in a 4096-byte pooled buffer would double it).
+func payloadBuffer(n int) *[]byte {
+	if class := 1 << bits.Len(uint(n-1)); n >= class-class/8 {
+		return frame.GetBuffer(n)
+	}
+	b := make([]byte, n)
+	return &b
 }
 
 // write writes one batch with one call. Called by the holder of
@@ -127,6 +141,10 @@ var yieldAfterFrame = true
 // scheduler would put first.
 var notSentLowat = 64 << 10
 
+// maxControlQueue bounds the control frames queued for the writer; past
+// it the reader stops reading (see readLoop).
+const maxControlQueue = 64 << 10
+
 // directMin is the smallest DATA payload read into a buffer of its own;
 // smaller ones are copied out of the Reader's buffer.
 const directMin = smallPayload
@@ -176,6 +194,14 @@ func (s *Session) readLoop() {
 			frame.PutBuffer(owned)
 		default:
 			s.handle(f, owned)
+		}
+		for s.sched.ControlBytes() > maxControlQueue && s.closeErr == nil {
+			// The answers this side owes (PING ACKs, RESETs of refused
+			// streams) are not going out: the peer does not read. Stop
+			// reading until they drain, rather than queue without bound
+			// (SPEC.md §11); ConnectionWriteTimeout ends the session if
+			// they never do.
+			s.ctlRoom.Wait()
 		}
 		urgent := s.urgent
 		s.urgent = false
@@ -255,6 +281,7 @@ func (s *Session) writeBatchUnlocking() {
 	}
 	used := s.sched.Fill(&w.batch, maxPayload, s.sendWin.Available(), maxBatch)
 	s.sendWin.Take(int(used))
+	s.ctlRoom.Broadcast() // the control queue is empty: a paused reader may go on
 	for _, e := range w.batch.Sent() {
 		e.Stream.Owner.send.inflight += int32(e.N)
 	}

@@ -69,6 +69,7 @@ type Session struct {
 	connBusy    bool      // someone holds the right to write to the connection
 	writeErr    error     // the connection write that failed, if one did
 
+	ctlRoom  sync.Cond     // on mu: the reader waits on it while the control queue is full
 	kick     chan struct{} // wakes the writer; capacity 1
 	acceptCh chan struct{} // signals AcceptStream; capacity 1
 	openCh   chan struct{} // signals OpenStream waiting for backlog room; capacity 1
@@ -151,6 +152,7 @@ func newSession(conn net.Conn, cfg *Config, client bool) (*Session, error) {
 	if s.log == nil {
 		s.log = slog.New(discardHandler{})
 	}
+	s.ctlRoom.L = &s.mu
 	if client {
 		s.nextID = 1
 	} else {
@@ -336,6 +338,10 @@ func (s *Session) AcceptStream(ctx context.Context) (*Stream, error) {
 			} else {
 				s.signalAccept()
 			}
+			if st.resetErr != nil && s.closeErr == nil {
+				continue // reset before it was accepted: nothing to hand out
+			}
+			st.accepted = true
 			if st.state != stateClosed && s.closeErr == nil {
 				// Tell the opener its stream left our backlog.
 				s.sched.PushControl(&frame.Frame{Type: frame.Data, StreamID: st.ID(), Flags: frame.FlagACK})
@@ -549,6 +555,7 @@ func (s *Session) shutdown(cause error, flush bool) {
 		st.sessionClosed()
 	}
 	clear(s.pings) // waiting Pings see s.done
+	s.ctlRoom.Broadcast()
 	close(s.done)
 	if flush {
 		s.closeBy = time.Now().Add(min(s.cfg.ConnectionWriteTimeout, closeFlushTimeout))

@@ -26,7 +26,8 @@ type Stream struct {
 	resetErr *StreamError // why the stream was reset, by either side
 	state    streamState  // the lifecycle, SPEC.md §5.3; changed only by setState
 	closed   bool         // the application called Close
-	incoming bool         // opened by the peer
+	incoming bool         // opened by the peer, and counted against MaxIncomingStreams (releaseIncoming)
+	accepted bool         // handed to the application by AcceptStream
 	unacked  bool         // opened here; the peer's application has not accepted it
 }
 
@@ -209,6 +210,7 @@ func (st *Stream) Read(p []byte) (int, error) {
 			}
 			return n, nil
 		case st.resetErr != nil:
+			s.releaseIncoming(st) // the application has seen the reset
 			return 0, st.resetErr
 		case st.peerDone():
 			return 0, io.EOF
@@ -310,6 +312,7 @@ func (st *Stream) writeErr() error {
 	case st.closed:
 		return ErrStreamClosed
 	case st.resetErr != nil:
+		st.sess.releaseIncoming(st) // the application has seen the reset
 		return st.resetErr
 	case st.sess.closeErr != nil:
 		return st.sess.closeErr
@@ -550,6 +553,9 @@ func (st *Stream) Close() error {
 		return nil
 	}
 	st.closed = true
+	if st.state == stateClosed {
+		s.releaseIncoming(st) // reset by the peer while held: let go now
+	}
 	st.closeWrite()
 	if n := st.recv.buf.discard(); n > 0 {
 		s.consumed(st, n)
@@ -589,6 +595,7 @@ func (st *Stream) Reset(code uint32) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if st.state == stateClosed {
+		s.releaseIncoming(st)
 		return nil
 	}
 	if s.closeErr == nil {
