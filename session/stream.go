@@ -206,7 +206,11 @@ func (st *Stream) Read(p []byte) (int, error) {
 				st.notify() // other Reads may take the rest
 			}
 			if s.consumed(st, n) {
-				s.flushControlUnlocking()
+				if st.waits != nil && !st.waits.dl.read.IsZero() {
+					s.wake() // a Read with a deadline must not block writing
+				} else {
+					s.flushControlUnlocking()
+				}
 			}
 			return n, nil
 		case st.resetErr != nil:
@@ -328,6 +332,14 @@ func (st *Stream) writeErr() error {
 // passes, a *StreamError after a reset, ErrWriteClosed after CloseWrite,
 // an error matching net.ErrClosed after Close or when the session ends.
 // Write blocks while the peer's flow-control window is full.
+//
+// Without a write deadline, Write sends p without copying it, often from
+// the calling goroutine. With one, it sends a copy through the session's
+// writer goroutine, so that it returns at the deadline whatever the
+// connection does (a peer that stops reading can leave a connection
+// write stuck until Config.ConnectionWriteTimeout): the count returned
+// then includes the bytes already handed to the connection, which still
+// go out.
 func (st *Stream) Write(p []byte) (int, error) {
 	s := st.sess
 	s.mu.Lock()
@@ -373,17 +385,57 @@ func (st *Stream) Write(p []byte) (int, error) {
 // session ends. It returns how many bytes of p were sent. Called with
 // s.mu held by the goroutine holding the write turn; releases it while
 // waiting and while writing to the connection.
+//
+// A Write with a deadline is guarded: it must return at its deadline
+// even while the connection write that holds its bytes is stuck (a peer
+// that stops reading). So it queues a copy of p, in pieces of at most
+// maxGuardedCopy, leaves the writing to the writer goroutine, and at the
+// deadline returns without waiting for a write in progress: the bytes in
+// it count as written (they go out), the rest is dropped.
 func (st *Stream) transmitUnlocking(p []byte, framed []byte) (int, error) {
 	st.sess.assertLocked()
 	s := st.sess
 	ms := &st.send.ms
+	guarded := st.waits != nil && !st.waits.dl.write.IsZero()
+	if guarded && framed == nil && len(p) > maxGuardedCopy {
+		sent := 0
+		for sent < len(p) {
+			n, err := st.transmitUnlocking(p[sent:sent+min(maxGuardedCopy, len(p)-sent)], nil)
+			sent += n
+			if err != nil {
+				return sent, err
+			}
+		}
+		return sent, nil
+	}
+	for st.send.inflight > 0 { // an earlier guarded Write's bytes are still being written
+		if err := st.writeErr(); err != nil {
+			return 0, err
+		}
+		if st.writeExpired() {
+			return 0, errTimeout
+		}
+		st.waitUnlocking()
+	}
 	st.w().wrote = 0 // from here on st.waits is not nil
-	if framed != nil {
+	var cp *[]byte   // guarded: the copy that is sent
+	data := p
+	switch {
+	case framed != nil:
 		s.sched.EnqueueFrame(ms, framed, frame.FlagCompressed)
-	} else {
+	case guarded:
+		cp = frame.GetBuffer(len(p))
+		copy(*cp, p)
+		data = *cp
+		s.sched.Enqueue(ms, data, false)
+	default:
 		s.sched.Enqueue(ms, p, false)
 	}
-	s.writeDirectUnlocking()
+	if guarded {
+		s.wake()
+	} else {
+		s.writeDirectUnlocking()
+	}
 	var blockedAt time.Time
 	var err error
 	for ms.Pending() > 0 || st.send.inflight > 0 {
@@ -394,7 +446,7 @@ func (st *Stream) transmitUnlocking(p []byte, framed []byte) (int, error) {
 			break
 		}
 		canSend := framed != nil || (ms.Credit() > 0 && s.sendWin.Available() > 0)
-		if directWrites && !s.connBusy && !s.closing && s.sched.HasWork(s.sendWin.Available()) {
+		if !guarded && directWrites && !s.connBusy && !s.closing && s.sched.HasWork(s.sendWin.Available()) {
 			// The connection is idle and something can be sent (ours,
 			// or frames queued while we wrote): write it ourselves
 			// rather than wait for the writer goroutine to be scheduled.
@@ -409,12 +461,30 @@ func (st *Stream) transmitUnlocking(p []byte, framed []byte) (int, error) {
 	if !blockedAt.IsZero() {
 		s.stats.blockedNanos.Add(int64(time.Since(blockedAt)))
 	}
+	inBatches := len(data) - ms.Pending() // bytes already handed to a connection write
+	if framed != nil {
+		inBatches = len(framed) - ms.Pending()
+	}
 	if err != nil {
 		s.sched.Remove(ms)
+	}
+	if guarded && err != nil && st.send.inflight > 0 {
+		// Our bytes are in a write that has not finished: it reads the
+		// copy (or the compressed frame), not p, so return now. The
+		// copy stays with that write (it is not pooled again).
+		if framed != nil {
+			if inBatches > 0 {
+				s.stats.dataSent.Add(uint64(len(p)))
+				return len(p), err
+			}
+			return 0, err
+		}
+		return inBatches, err
 	}
 	for st.send.inflight > 0 { // the writer still reads p: wait for it
 		st.waitUnlocking()
 	}
+	frame.PutBuffer(cp)
 	n := st.waits.wrote
 	if framed != nil {
 		if n > 0 {
@@ -434,6 +504,10 @@ func (st *Stream) transmitUnlocking(p []byte, framed []byte) (int, error) {
 	}
 	return n, err
 }
+
+// maxGuardedCopy is the most of a Write with a deadline that is copied
+// and queued at once (see transmitUnlocking).
+const maxGuardedCopy = 256 << 10
 
 // writeCompressedUnlocking sends p in chunks of at most one frame, each
 // compressed on this goroutine when that makes it at least 1/16 smaller,
@@ -488,7 +562,9 @@ func (st *Stream) writeCompressedUnlocking(p []byte) (int, error) {
 		s.sched.TakeCredit(ms, len(chunk)) // cannot fail: checked above
 		s.sendWin.Take(len(chunk))
 		n, err := st.transmitUnlocking(chunk, *cbuf)
-		frame.PutBuffer(cbuf)
+		if st.send.inflight == 0 {
+			frame.PutBuffer(cbuf) // else a write still reads it (a guarded Write timed out)
+		}
 		sent += n
 		if err != nil {
 			return sent, err
