@@ -37,6 +37,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/klauspost/compress/zstd"
@@ -593,17 +594,18 @@ func TestAttackStreamChurn(t *testing.T) {
 
 // --- Row 5: a compressed Write dropped from the queue at maximum credit ---
 
-// TestAttackCompressedMaxWindow (issue #13 row 5): compression on both
-// sides; the peer raises the stream's and the session's send credit to
-// exactly 2^31-1 and stops reading; a compressible Write with a short
-// deadline is queued behind a connection write that cannot finish. The
-// Write must fail with a timeout (its credit going back must not push a
-// window past 2^31-1: the flow-control arithmetic panics on a broken
-// invariant, which would kill the process), and Session.Close must still
-// return promptly.
-func TestAttackCompressedMaxWindow(t *testing.T) {
-	const maxWindow = 1<<31 - 1
-	mine, theirs := net.Pipe() // writes block until read: nothing is buffered
+// maxCredit is the largest flow-control window, 2^31-1.
+const maxCredit = 1<<31 - 1
+
+// stuckAtMaxCredit sets up row 5 over net.Pipe (writes block until read:
+// nothing is buffered): a Server session with compression, stream 1
+// opened by the peer and accepted, the stream's and the session's send
+// credit raised to exactly 2^31-1, and a write to the connection in
+// progress that stays stuck (the peer reads its first byte and no more)
+// until the session's write timeout.
+func stuckAtMaxCredit(t *testing.T) (*attackPeer, *Stream) {
+	t.Helper()
+	mine, theirs := net.Pipe()
 	hello := zstdHello()
 	p := newAttackPeer(t, mine, theirs, &Config{Compression: CompressionZstd}, hello, false)
 	if got := p.sess.Compression(); got != CompressionZstd {
@@ -611,8 +613,8 @@ func TestAttackCompressedMaxWindow(t *testing.T) {
 	}
 	if err := p.write(
 		syn(1, nil, 0),
-		frame.Frame{Type: frame.WindowUpdate, StreamID: 1, WindowDelta: maxWindow - hello.InitialWindow},
-		frame.Frame{Type: frame.WindowUpdate, WindowDelta: maxWindow - hello.SessionWindow},
+		frame.Frame{Type: frame.WindowUpdate, StreamID: 1, WindowDelta: maxCredit - hello.InitialWindow},
+		frame.Frame{Type: frame.WindowUpdate, WindowDelta: maxCredit - hello.SessionWindow},
 		frame.Frame{Type: frame.Ping, Opaque: 1},
 	); err != nil {
 		t.Fatal(err)
@@ -635,8 +637,7 @@ func TestAttackCompressedMaxWindow(t *testing.T) {
 		}
 	}
 	// Another PING, and one byte of what the session writes next: a
-	// write to the connection is now in progress, and stays stuck (the
-	// rest is never read) until the session's write timeout.
+	// write to the connection is now in progress, and stays stuck.
 	if err := p.write(frame.Frame{Type: frame.Ping, Opaque: 2}); err != nil {
 		t.Fatal(err)
 	}
@@ -644,22 +645,99 @@ func TestAttackCompressedMaxWindow(t *testing.T) {
 		t.Fatalf("reading the start of the session's next write: %v", err)
 	}
 	mine.SetReadDeadline(time.Time{})
+	return p, st
+}
 
-	// A compressible Write, within credit, that cannot go out.
+// TestAttackCompressedMaxWindow (issue #13 row 5): compression on both
+// sides; the peer raises the stream's and the session's send credit to
+// exactly 2^31-1 and stops reading; a compressible Write with a short
+// deadline is queued behind a connection write that cannot finish. The
+// Write must fail with a timeout, and Session.Close must still return
+// promptly. Giving the dropped frame's credit back must not push a window
+// past 2^31-1: the flow-control arithmetic panics on a broken invariant,
+// which would kill the test process.
+//
+// Queued: the credit is at 2^31-1 when the Write takes its share.
+// RefilledWhileQueued (fake time, so that the peer acts at a known point):
+// once the Write has taken its credit and waits, the peer grants that
+// much again, bringing the credit back to exactly 2^31-1 before the
+// dropped frame's credit is returned. (A session that did not count the
+// queued frame against its credit may instead end with
+// FLOW_CONTROL_ERROR: from its books the peer overran 2^31-1.)
+func TestAttackCompressedMaxWindow(t *testing.T) {
 	const deadline = 100 * time.Millisecond
-	msg := jsonLogs(5, 32<<10)
-	rc := make(chan result, 1)
-	start := time.Now()
-	st.SetWriteDeadline(start.Add(deadline))
-	go func() { n, err := st.Write(msg); rc <- result{n: n, err: err, write: true} }()
-	r := waitResult(t, rc, failAfter, "the compressed Write")
-	took := time.Since(start)
-	t.Logf("Write returned %d, %v after %v", r.n, r.err, took.Round(time.Millisecond))
-	wantTimeout(t, "compressed Write behind a stuck connection", r.err)
-	if took > deadline+2*time.Second {
-		t.Errorf("Write returned %v after its deadline; want within 2 s", (took - deadline).Round(time.Millisecond))
-	}
-	closeWithin(t, p.sess, 2*time.Second)
+
+	t.Run("Queued", func(t *testing.T) {
+		p, st := stuckAtMaxCredit(t)
+		msg := jsonLogs(5, 32<<10)
+		rc := make(chan result, 1)
+		start := time.Now()
+		st.SetWriteDeadline(start.Add(deadline))
+		go func() { n, err := st.Write(msg); rc <- result{n: n, err: err, write: true} }()
+		r := waitResult(t, rc, failAfter, "the compressed Write")
+		took := time.Since(start)
+		t.Logf("Write returned %d, %v after %v", r.n, r.err, took.Round(time.Millisecond))
+		wantTimeout(t, "compressed Write behind a stuck connection", r.err)
+		if took > deadline+2*time.Second {
+			t.Errorf("Write returned %v after its deadline; want within 2 s", (took - deadline).Round(time.Millisecond))
+		}
+		closeWithin(t, p.sess, 2*time.Second)
+	})
+
+	t.Run("RefilledWhileQueued", func(t *testing.T) {
+		// Compress once outside the bubble: the shared zstd encoder
+		// makes its channels on first use, and a channel made in a
+		// bubble cannot be used outside it afterwards.
+		c, s := sessionPair(t, &Config{Compression: CompressionZstd}, &Config{Compression: CompressionZstd})
+		warm := jsonLogs(6, 8<<10)
+		if _, err := open(t, c).Write(warm); err != nil {
+			t.Fatal(err)
+		}
+		if got := readN(t, accept(t, s), len(warm)); string(got) != string(warm) {
+			t.Fatal("warm-up transfer corrupted")
+		}
+
+		synctest.Test(t, func(t *testing.T) {
+			p, st := stuckAtMaxCredit(t)
+			// Small enough to be one compressed frame in any design.
+			msg := jsonLogs(5, 4<<10)
+			rc := make(chan result, 1)
+			start := time.Now()
+			st.SetWriteDeadline(start.Add(deadline))
+			go func() { n, err := st.Write(msg); rc <- result{n: n, err: err, write: true} }()
+			synctest.Wait() // the Write has compressed, taken its credit, queued, and waits
+			if err := p.write(frame.Frame{Type: frame.WindowUpdate, StreamID: 1, WindowDelta: uint32(len(msg))}); err != nil {
+				t.Fatalf("writing WINDOW_UPDATE: %v (session: %v)", err, p.sess.Err())
+			}
+			synctest.Wait() // applied
+			var r result
+			select {
+			case r = <-rc:
+				t.Fatalf("Write returned %d, %v before its deadline", r.n, r.err)
+			default:
+			}
+			time.Sleep(deadline)
+			synctest.Wait()
+			select {
+			case r = <-rc:
+			default:
+				t.Fatal("Write still blocked after its deadline")
+			}
+			t.Logf("Write returned %d, %v after %v (fake time); session: %v", r.n, r.err, time.Since(start), p.sess.Err())
+			var pe *ProtocolError
+			if errors.As(p.sess.Err(), &pe) {
+				if pe.Code != frame.FlowControlError || pe.Remote {
+					t.Fatalf("session ended with %v; want it up, or FLOW_CONTROL_ERROR", p.sess.Err())
+				}
+			} else {
+				wantTimeout(t, "compressed Write behind a stuck connection", r.err)
+				if p.sess.IsClosed() {
+					t.Fatalf("session closed: %v", p.sess.Err())
+				}
+			}
+			closeWithin(t, p.sess, 2*time.Second)
+		})
+	})
 }
 
 // --- Row 7: rapid reset ---
