@@ -373,8 +373,11 @@ func (s *Session) applyHello(f *frame.Frame) error {
 	if msg := doorError(s.seam.door.seen(), s.helloBytes, s.client, nil); msg != "" {
 		return fmt.Errorf("%w: %s", ErrHandshake, msg) // an echo, or not braid at all
 	}
-	if f.Type != frame.Hello || !f.HasSettings {
+	if f.Type != frame.Hello {
 		return fmt.Errorf("%w: peer's first frame is %v, not HELLO (is it speaking braid?)", ErrHandshake, f.Type)
+	}
+	if !f.HasSettings {
+		return fmt.Errorf("%w: peer's HELLO carries no settings", ErrHandshake)
 	}
 	h := &f.Settings
 	me := frame.RoleServer

@@ -322,7 +322,15 @@ func (s *Session) writeBatchUnlocking() {
 		if s.closeErr == nil {
 			s.log.Warn("braid: connection write failed; closing session", "err", err, "remote", s.seam.conn.RemoteAddr())
 		}
-		s.writeErr = fmt.Errorf("writing to connection: %w", err)
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			// Not wrapped: a session that ended is not a deadline a
+			// caller could retry after (errors.Is(err,
+			// os.ErrDeadlineExceeded) stays false).
+			s.writeErr = fmt.Errorf("writing to connection: no progress for ConnectionWriteTimeout (%v): the peer is not reading", s.cfg.ConnectionWriteTimeout)
+		} else {
+			s.writeErr = fmt.Errorf("writing to connection: %w", err)
+		}
 		s.shutdown(s.writeErr, false)
 	}
 	if s.closing || s.sched.HasWork(s.sendWin.Available()) {
