@@ -457,10 +457,7 @@ func (s *Session) forget(st *Stream) {
 	if !st.accepted || st.closed || st.resetErr == nil || !st.resetErr.Remote {
 		s.releaseIncoming(st)
 	} // else: a peer reset a stream the application still holds (below)
-	if st.waits != nil && st.waits.closeTmr != nil {
-		st.waits.closeTmr.Stop()
-		st.waits.closeTmr = nil
-	}
+	st.stopTimers()
 	st.recv.win.Close(&s.budget)
 	st.notify()
 	s.maybeFinishGoAway()

@@ -180,6 +180,7 @@ func (s *Session) readLoop() {
 		}
 		s.stats.framesRecv.Add(1)
 		s.stats.bytesRecv.Store(s.seam.rd.BytesRead())
+		s.lastRx = time.Now() // any frame is a sign of life (keepalive)
 		switch {
 		case s.closeErr != nil && f.Type == frame.Data && f.StreamID != 0 && !f.Flags.Has(frame.FlagSYN):
 			// The session has ended, but data and FINs that arrived

@@ -61,8 +61,7 @@ type Session struct {
 	rtt         time.Duration // smoothed RTT of keepalive PINGs
 	minRTT      time.Duration // lowest RTT seen: the path's, without queueing
 	rttProbes   int           // start-up PINGs still to send
-	kaFrames    uint64        // frames received at the last keepalive check
-	kaAlive     time.Time     // when that count last moved
+	lastRx      time.Time     // when the last frame arrived (keepalive)
 	pingSentAt  time.Time     // outstanding keepalive ping
 	pingOpaque  uint64
 	closeBy     time.Time // write deadline while flushing at close
@@ -601,13 +600,9 @@ func (s *Session) keepalive() {
 		// Any frame from the peer is a sign of life (SPEC.md §7): the
 		// timeout counts from the last time one arrived, or from the
 		// PING if none has since.
-		if n := s.stats.framesRecv.Load(); n != s.kaFrames {
-			s.kaFrames = n
-			s.kaAlive = now
-		}
 		since := s.pingSentAt
-		if s.kaAlive.After(since) {
-			since = s.kaAlive
+		if s.lastRx.After(since) {
+			since = s.lastRx
 		}
 		if now.Sub(since) >= s.cfg.KeepAliveTimeout {
 			s.log.Warn("braid: keepalive timeout; closing session", "timeout", s.cfg.KeepAliveTimeout, "remote", s.seam.conn.RemoteAddr())

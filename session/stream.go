@@ -691,10 +691,29 @@ func (st *Stream) sessionClosed() {
 		// flushes the FINs of streams closed just before it.
 		st.sess.sched.Remove(&st.send.ms)
 	}
-	if st.waits != nil && st.waits.closeTmr != nil {
-		st.waits.closeTmr.Stop()
-	}
+	st.stopTimers()
 	st.notify()
+}
+
+// stopTimers stops the stream's timers once nothing can wait on it any
+// more (it is closed, or its session ended): a pending timer would keep
+// the stream, and through it the session, reachable until it fires.
+// Called with s.mu held.
+func (st *Stream) stopTimers() {
+	w := st.waits
+	if w == nil {
+		return
+	}
+	if w.closeTmr != nil {
+		w.closeTmr.Stop()
+		w.closeTmr = nil
+	}
+	if w.dl.rt != nil {
+		w.dl.rt.Stop()
+	}
+	if w.dl.wt != nil {
+		w.dl.wt.Stop()
+	}
 }
 
 // notify wakes the goroutines waiting on st. Called with s.mu held.
@@ -733,6 +752,17 @@ func (st *Stream) setDeadline(t time.Time, read, write bool) {
 		return
 	}
 	dl := &st.w().dl
+	if st.state == stateClosed || s.closeErr != nil {
+		// Nothing can wait on the stream any more: calls return at once,
+		// and a timer would only keep the stream reachable.
+		if read {
+			dl.read = t
+		}
+		if write {
+			dl.write = t
+		}
+		return
+	}
 	if read {
 		dl.read = t
 		dl.rt = st.arm(dl.rt, t)

@@ -30,6 +30,22 @@
 // [Pipe] and [PipeLink] build the common case: a connected pair of real TCP
 // connections whose bytes cross an emulated link.
 //
+// # Faults
+//
+// [Config.Faults] injects faults into every relayed connection, each in
+// one direction or both, at fixed byte offsets, so a test meets the same
+// fault at the same byte every run ([Config.Seed] fixes the rest):
+//
+//   - [Cut]: deliver the first N bytes, then reset both ends.
+//   - [BlackHole]: deliver the first N bytes, then drop everything while
+//     the connection stays open (a peer gone silent).
+//   - [Stall]: pause the direction for a while at byte N, or every P bytes.
+//   - [Corrupt]: invert bits of the byte at offset N.
+//   - [Rechunk]: deliver the same bytes in writes of other sizes: one
+//     byte at a time, or random sizes.
+//
+// [Stats.Faults] counts the faults that have acted.
+//
 // # What is and is not emulated
 //
 // The relay terminates TCP on both sides, so the kernel's TCP on the

@@ -59,6 +59,16 @@ type Config struct {
 	// 0 means DefaultSocketBuffer; a negative value leaves the kernel's
 	// defaults (and autotuning) alone.
 	SocketBuffer int
+
+	// Faults are injected into every connection the link relays; see
+	// Fault. Each connection counts its own offsets from 0, so every
+	// connection meets the same faults at the same bytes.
+	Faults []Fault
+
+	// Seed makes the faults' random choices (Rechunk's write sizes)
+	// repeatable: direction d of the link's k-th connection draws from a
+	// generator seeded by (Seed, k, d).
+	Seed uint64
 }
 
 // params is a validated Config in the units the relay uses.
@@ -113,6 +123,7 @@ func (c Config) params() (params, error) {
 // connection ended abnormally.
 type Stats struct {
 	Conns          int64 // connections accepted
+	Faults         int64 // faults that acted: stalls applied, bytes corrupted, cuts, black holes begun
 	ClientToServer Flow  // towards the target
 	ServerToClient Flow  // from the target back to the connecting side
 }
@@ -130,6 +141,8 @@ type Flow struct {
 // All methods of Link are safe for concurrent use.
 type Link struct {
 	p      params
+	faults []Fault
+	seed   uint64
 	target string
 	ln     *net.TCPListener
 	ctx    context.Context // canceled by Close; bounds dials
@@ -145,6 +158,7 @@ type Link struct {
 	closeErr  error
 
 	conns             atomic.Int64
+	faultsFired       atomic.Int64
 	c2sRead, c2sWrote atomic.Int64
 	s2cRead, s2cWrote atomic.Int64
 }
@@ -161,6 +175,10 @@ func Listen(target string, cfg Config) (*Link, error) {
 	if err != nil {
 		return nil, err
 	}
+	faults, err := checkFaults(cfg.Faults)
+	if err != nil {
+		return nil, err
+	}
 	if err := checkLoopback(target); err != nil {
 		return nil, err
 	}
@@ -171,6 +189,8 @@ func Listen(target string, cfg Config) (*Link, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	l := &Link{
 		p:      p,
+		faults: faults,
+		seed:   cfg.Seed,
 		target: target,
 		ln:     ln,
 		ctx:    ctx,
@@ -205,6 +225,7 @@ func (l *Link) Addr() string { return l.ln.Addr().String() }
 func (l *Link) Stats() Stats {
 	return Stats{
 		Conns:          l.conns.Load(),
+		Faults:         l.faultsFired.Load(),
 		ClientToServer: Flow{Read: l.c2sRead.Load(), Written: l.c2sWrote.Load()},
 		ServerToClient: Flow{Read: l.s2cRead.Load(), Written: l.s2cWrote.Load()},
 	}
@@ -272,15 +293,15 @@ func (l *Link) acceptLoop() {
 			}
 			continue
 		}
-		l.conns.Add(1)
+		k := l.conns.Add(1) - 1
 		l.wg.Add(1)
-		go l.connect(c)
+		go l.connect(c, uint64(k))
 	}
 }
 
-// connect dials the target for the accepted client connection c and
-// starts relaying.
-func (l *Link) connect(c *net.TCPConn) {
+// connect dials the target for the accepted client connection c, the
+// link's k-th (from 0), and starts relaying.
+func (l *Link) connect(c *net.TCPConn, k uint64) {
 	defer l.wg.Done()
 	d := net.Dialer{Timeout: 10 * time.Second}
 	sc, err := d.DialContext(l.ctx, "tcp", l.target)
@@ -297,7 +318,7 @@ func (l *Link) connect(c *net.TCPConn) {
 			_ = tc.SetWriteBuffer(n)
 		}
 	}
-	r := newRelay(l, c, s)
+	r := newRelay(l, c, s, k)
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()

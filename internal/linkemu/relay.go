@@ -3,6 +3,7 @@ package linkemu
 import (
 	"errors"
 	"io"
+	"math"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -24,11 +25,15 @@ type relay struct {
 	writers atomic.Int32 // writer goroutines still running
 }
 
-func newRelay(l *Link, client, server *net.TCPConn) *relay {
+func newRelay(l *Link, client, server *net.TCPConn, k uint64) *relay {
 	r := &relay{l: l, client: client, server: server, done: make(chan struct{})}
 	r.writers.Store(2)
 	r.up.init(r, client, server, &l.c2sRead, &l.c2sWrote)
 	r.down.init(r, server, client, &l.s2cRead, &l.s2cWrote)
+	if len(l.faults) > 0 {
+		r.up.f = newDirFaults(l.faults, ClientToServer, l.seed, k, &l.faultsFired)
+		r.down.f = newDirFaults(l.faults, ServerToClient, l.seed, k, &l.faultsFired)
+	}
 	return r
 }
 
@@ -67,16 +72,19 @@ const chunkOverhead = 64
 type chunkKind uint8
 
 const (
-	kindData  chunkKind = iota
-	kindEOF             // the source half-closed: CloseWrite the destination
-	kindReset           // the source failed: reset the destination, end the relay
+	kindData   chunkKind = iota
+	kindEOF              // the source half-closed: CloseWrite the destination
+	kindReset            // the source failed: reset the destination, end the relay
+	kindCut              // a Cut fault: reset both ends, end the relay
+	kindSilent           // the source of a black-holed direction ended: touch nothing
 )
 
 // A chunk is what one read from the source produced, or an end marker.
 type chunk struct {
-	buf    []byte    // payload (kindData only)
-	pooled bool      // buf has cap == direction.p.chunk and may be reused
-	due    time.Time // when it may be written to the destination
+	buf    []byte        // payload (kindData only)
+	pooled bool          // buf has cap == direction.p.chunk and may be reused
+	due    time.Time     // when it may be written to the destination
+	pause  time.Duration // a Stall: extra delay before this chunk and all after it
 	kind   chunkKind
 }
 
@@ -90,6 +98,7 @@ type direction struct {
 	p        params
 	read     *atomic.Int64 // Link counters
 	written  *atomic.Int64
+	f        *dirFaults // nil: no faults in this direction
 
 	wake  chan struct{} // reader → writer: the queue became non-empty
 	space chan struct{} // writer → reader: in-flight bytes were released
@@ -129,6 +138,20 @@ func (d *direction) readLoop() {
 	timer.Stop()
 	defer timer.Stop()
 	for {
+		limit := int64(math.MaxInt64) // bytes before the next fault's offset
+		if f := d.f; f != nil {
+			if f.off == f.cutAt {
+				f.fired.Add(1)
+				d.push(chunk{kind: kindCut}, time.Now())
+				return
+			}
+			if f.holeAt >= 0 && f.off >= f.holeAt {
+				f.fired.Add(1)
+				d.blackHole(buf)
+				return
+			}
+			limit = f.limit()
+		}
 		d.mu.Lock()
 		room, next := d.roomLocked(time.Now())
 		if room > 0 && buf == nil {
@@ -149,10 +172,14 @@ func (d *direction) readLoop() {
 			}
 			continue
 		}
-		n, err := d.src.Read(buf[:min(int64(len(buf)), room)])
+		n, err := d.src.Read(buf[:min(int64(len(buf)), room, limit)])
 		now := time.Now()
 		if n > 0 {
 			c := chunk{kind: kindData}
+			if d.f != nil {
+				d.f.read(buf[:n])
+				c.pause = d.f.takePause()
+			}
 			if n < len(buf)/4 {
 				// Don't pin a whole buffer for a few bytes: a chatty
 				// peer can have thousands of small chunks in flight.
@@ -170,11 +197,33 @@ func (d *direction) readLoop() {
 				return // our own shutdown closed src
 			default:
 			}
-			kind := kindReset
+			c := chunk{kind: kindReset}
 			if errors.Is(err, io.EOF) {
-				kind = kindEOF
+				c.kind = kindEOF
 			}
-			d.push(chunk{kind: kind}, now)
+			d.push(c, now)
+			return
+		}
+	}
+}
+
+// blackHole reads the source and drops what it reads, until the source
+// ends or the relay shuts down; the end is not passed on either. The
+// writer delivers what was queued before and then exits, leaving the
+// destination open.
+func (d *direction) blackHole(buf []byte) {
+	if buf == nil {
+		buf = make([]byte, d.p.chunk)
+	}
+	for {
+		n, err := d.src.Read(buf)
+		d.read.Add(int64(n))
+		if err != nil {
+			select {
+			case <-d.r.done:
+			default:
+				d.push(chunk{kind: kindSilent}, time.Now())
+			}
 			return
 		}
 	}
@@ -225,6 +274,10 @@ func (d *direction) push(c chunk, now time.Time) {
 	start := now
 	if d.busy.After(start) {
 		start = d.busy
+	}
+	if c.pause > 0 {
+		start = start.Add(c.pause)
+		d.busy = start
 	}
 	if c.kind == kindData && d.p.rate > 0 {
 		start = start.Add(time.Duration(int64(len(c.buf)) * int64(time.Second) / d.p.rate))
@@ -289,8 +342,16 @@ func (d *direction) writeLoop() {
 			}
 		}
 		if len(bufs) > 0 {
-			nb := net.Buffers(bufs) // WriteTo clobbers bufs; batch keeps the chunks
-			n, err := nb.WriteTo(d.dst)
+			var (
+				n   int64
+				err error
+			)
+			if d.f != nil && d.f.maxWrite > 0 {
+				n, err = d.writeRechunked(bufs)
+			} else {
+				nb := net.Buffers(bufs) // WriteTo clobbers bufs; batch keeps the chunks
+				n, err = nb.WriteTo(d.dst)
+			}
 			d.written.Add(n)
 			if err != nil {
 				// dst is gone: this direction ends. Its queue stays put
@@ -307,8 +368,30 @@ func (d *direction) writeLoop() {
 		case kindReset:
 			d.r.shutdown(false, d.dst)
 			return
+		case kindCut:
+			d.r.shutdown(true, nil)
+			return
+		case kindSilent:
+			return
 		}
 	}
+}
+
+// writeRechunked writes bufs to dst in writes of the sizes a Rechunk
+// fault draws.
+func (d *direction) writeRechunked(bufs [][]byte) (int64, error) {
+	var total int64
+	for _, b := range bufs {
+		for len(b) > 0 {
+			n, err := d.dst.Write(b[:d.f.writeSize(len(b))])
+			total += int64(n)
+			if err != nil {
+				return total, err
+			}
+			b = b[n:]
+		}
+	}
+	return total, nil
 }
 
 // popDueLocked moves the chunks due by now from the queue to batch, stopping
