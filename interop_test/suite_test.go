@@ -2,11 +2,9 @@ package interop_test
 
 import (
 	"bytes"
-	"context"
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
 	"regexp"
 	"slices"
 	"strings"
@@ -199,23 +197,7 @@ func runChild(m *muxer, c suiteCase) (string, string) {
 	if c.nettest != "" {
 		pattern += "/^" + c.nettest + "$"
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), timeout+10*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run="+pattern, "-test.v", "-test.count=1",
-		"-test.timeout="+timeout.String())
-	cmd.Env = append(os.Environ(), childEnv+"=1")
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	err := cmd.Run()
-	switch {
-	case ctx.Err() != nil:
-		return resFail, out.String() + "\n(killed: no exit within " + (timeout + 10*time.Second).String() + ")"
-	case err != nil:
-		return resFail, out.String() + "\n(" + err.Error() + ")"
-	case !strings.Contains(out.String(), ranMarker):
-		return resFail, out.String() + "\n(the case did not run: check its -test.run pattern " + pattern + ")"
-	}
-	return resPass, out.String()
+	return runChildProcess(pattern, timeout)
 }
 
 func tail(s string, n int) string {

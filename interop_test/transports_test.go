@@ -155,8 +155,7 @@ func runTransportChild(tr transport, c suiteCase) (string, string) {
 // child process in child mode (childEnv), with env added to the
 // environment, and returns the result and the output. It fails a child
 // that does not exit within timeout+10 s, exits non-zero, or never
-// started a case (ranMarker). runChild in suite_test.go is the same for
-// TestSuite.
+// started a case (ranMarker). TestSuite's runChild uses it too.
 func runChildProcess(pattern string, timeout time.Duration, env ...string) (string, string) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout+10*time.Second)
 	defer cancel()

@@ -810,22 +810,7 @@ func TestAttackRapidReset(t *testing.T) {
 		defer app.stop(t, p.sess)
 
 		start := time.Now()
-		id, streams := uint32(1), 0
-		var b []byte
-		for streams < maxStreams && time.Since(start) < attackFor {
-			b = b[:0]
-			for range perWrite {
-				f := syn(id, nil, 0)
-				b = f.Append(b)
-				f = frame.Frame{Type: frame.Reset, StreamID: id, ErrorCode: frame.Cancel}
-				b = f.Append(b)
-				id += 2
-				streams++
-			}
-			if err := p.writeRaw(b); err != nil {
-				t.Fatalf("after %d streams: %v (session: %v)", streams, err, p.sess.Err())
-			}
-		}
+		streams := rapidReset(t, p, maxStreams, attackFor, perWrite)
 		p.ping(1)
 		if p.sess.IsClosed() {
 			t.Fatalf("session closed: %v", p.sess.Err())
@@ -937,4 +922,29 @@ func TestAttackCompressedTrailing(t *testing.T) {
 			}
 		})
 	}
+}
+
+// rapidReset opens and at once resets new streams from p, perWrite pairs
+// of SYN and RESET per write, until max streams or attackFor, and returns
+// how many it opened.
+func rapidReset(t *testing.T, p *attackPeer, max int, attackFor time.Duration, perWrite int) int {
+	t.Helper()
+	start := time.Now()
+	id, streams := uint32(1), 0
+	var b []byte
+	for streams < max && time.Since(start) < attackFor {
+		b = b[:0]
+		for range perWrite {
+			f := syn(id, nil, 0)
+			b = f.Append(b)
+			f = frame.Frame{Type: frame.Reset, StreamID: id, ErrorCode: frame.Cancel}
+			b = f.Append(b)
+			id += 2
+			streams++
+		}
+		if err := p.writeRaw(b); err != nil {
+			t.Fatalf("after %d streams: %v (session: %v)", streams, err, p.sess.Err())
+		}
+	}
+	return streams
 }

@@ -67,6 +67,14 @@ func fakeHello() frame.Settings {
 func newFakePeer(t testing.TB, cfg *Config, o fakeOpts) *fakePeer {
 	t.Helper()
 	mine, theirs := tcpPair(t)
+	return newFakePeerOn(t, mine, theirs, cfg, o)
+}
+
+// newFakePeerOn is newFakePeer over a given connection: mine is the fake
+// peer's end, theirs the session's. It works inside a synctest bubble when
+// both ends are a net.Pipe made in the bubble.
+func newFakePeerOn(t testing.TB, mine, theirs net.Conn, cfg *Config, o fakeOpts) *fakePeer {
+	t.Helper()
 	fp := &fakePeer{
 		t: t, conn: mine, sconn: theirs,
 		countOnly: o.countOnly,
@@ -102,7 +110,7 @@ func newFakePeer(t testing.TB, cfg *Config, o fakeOpts) *fakePeer {
 		t.Fatalf("fake peer: writing HELLO: %v", err)
 	}
 	rd := frame.NewReader(mine, frame.MaxMaxFrameSize)
-	mine.SetReadDeadline(time.Now().Add(10 * time.Second))
+	mine.SetReadDeadline(time.Now().Add(failAfter))
 	f, err := rd.ReadFrame()
 	mine.SetReadDeadline(time.Time{})
 	if err != nil {
@@ -119,7 +127,7 @@ func newFakePeer(t testing.TB, cfg *Config, o fakeOpts) *fakePeer {
 	var r res
 	select {
 	case r = <-ch:
-	case <-time.After(10 * time.Second):
+	case <-time.After(failAfter):
 		t.Fatal("fake peer: session constructor did not return")
 	}
 	if r.err != nil {

@@ -742,23 +742,7 @@ func TestMatrixRapidReset(t *testing.T) {
 	defer app.stop(t, p.sess)
 
 	m.begin()
-	start := time.Now()
-	id, streams := uint32(1), 0
-	var b []byte
-	for streams < maxStreams && time.Since(start) < attackFor {
-		b = b[:0]
-		for range 50 {
-			f := syn(id, nil, 0)
-			b = f.Append(b)
-			f = frame.Frame{Type: frame.Reset, StreamID: id, ErrorCode: frame.Cancel}
-			b = f.Append(b)
-			id += 2
-			streams++
-		}
-		if err := p.writeRaw(b); err != nil {
-			t.Fatalf("after %d streams: %v (session: %v)", streams, err, p.sess.Err())
-		}
-	}
+	streams := rapidReset(t, p, maxStreams, attackFor, 50)
 	p.ping(1)
 	if p.sess.IsClosed() {
 		t.Fatalf("session closed: %v", p.sess.Err())
