@@ -162,8 +162,9 @@ func (s *Session) start() (Protocol, *session.Session, *hyamux.Session, error) {
 	bc := s.cfg.braidConfig()
 	var timer *time.Timer
 	if !s.isNetConn {
-		// braid bounds the handshake with a read deadline, which this
-		// transport lacks: close it instead when time is up.
+		// braid's handshake timeout closes the connection itself; this
+		// timer also bounds the detection above on a transport without
+		// read deadlines.
 		timer = time.AfterFunc(bc.HandshakeTimeout, func() { conn.Close() })
 	}
 	var b *session.Session

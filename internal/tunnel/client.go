@@ -383,9 +383,7 @@ func (c *Client) connect(ctx context.Context) (*session.Session, []remoteResult,
 // the session ends or ctx is done.
 func (c *Client) serve(ctx context.Context, sess *session.Session) {
 	if !c.hasRemote {
-		// Nothing to accept. Not waiting in AcceptStream leaves reading
-		// the connection to the goroutines whose Reads wait for data
-		// (the session's read token), which saves a hand-off per message.
+		// Nothing to accept: just wait for the session to end.
 		select {
 		case <-sess.CloseChan():
 		case <-ctx.Done():
