@@ -26,7 +26,9 @@ package session
 // the session's. None of these tests runs in parallel with another.
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -57,6 +59,7 @@ type attackPeer struct {
 	conn  net.Conn       // the peer's end of the connection
 	sess  *Session       // the session under attack, a Server
 	hello frame.Settings // the session's HELLO
+	held  []byte         // bytes read from conn but not parsed (stuckAtMaxCredit)
 
 	wmu sync.Mutex // serializes writes to conn
 
@@ -641,7 +644,8 @@ func stuckAtMaxCredit(t *testing.T) (*attackPeer, *Stream) {
 	if err := p.write(frame.Frame{Type: frame.Ping, Opaque: 2}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := io.ReadFull(mine, make([]byte, 1)); err != nil {
+	p.held = make([]byte, 1)
+	if _, err := io.ReadFull(mine, p.held); err != nil {
 		t.Fatalf("reading the start of the session's next write: %v", err)
 	}
 	mine.SetReadDeadline(time.Time{})
@@ -734,10 +738,68 @@ func TestAttackCompressedMaxWindow(t *testing.T) {
 				if p.sess.IsClosed() {
 					t.Fatalf("session closed: %v", p.sess.Err())
 				}
+				spendMaxCredit(t, p, st)
 			}
 			closeWithin(t, p.sess, 2*time.Second)
 		})
 	})
+}
+
+// spendMaxCredit goes on from RefilledWhileQueued's end, where the
+// stream's send credit is back at exactly 2^31-1: the peer reads again
+// (granting session credit as it goes), the application spends exactly
+// that stream credit, and one more Write must then wait for a grant. A
+// session that kept the credit in two books, and gave the dropped
+// frame's credit back to one of them only (the other refused to go past
+// 2^31-1), let that Write's bytes through one book and panicked in the
+// other ("Take(4096) with 0 bytes of credit"): this is where row 5's
+// remote panic came from. It moves 2 GiB.
+func spendMaxCredit(t *testing.T, p *attackPeer, st *Stream) {
+	t.Helper()
+	const grantEvery = 256 << 20
+	peerDone := make(chan error, 1)
+	go func() {
+		// The peer: read every frame; grant session credit as DATA
+		// arrives, so that only the stream's credit limits the writer.
+		rd := frame.NewReader(io.MultiReader(bytes.NewReader(p.held), p.conn), frame.MaxMaxFrameSize)
+		defer rd.Close()
+		var got, granted int64
+		for {
+			f, err := rd.ReadFrame()
+			if err != nil {
+				peerDone <- err
+				return
+			}
+			if f.Type == frame.Data {
+				got += int64(len(f.Payload))
+			}
+			if got-granted >= grantEvery {
+				if err := p.write(frame.Frame{Type: frame.WindowUpdate, WindowDelta: grantEvery}); err != nil {
+					peerDone <- err
+					return
+				}
+				granted += grantEvery
+			}
+		}
+	}()
+	buf := make([]byte, 1<<20)
+	rand.Read(buf) // incompressible: sent raw, taking credit as it goes
+	st.SetWriteDeadline(time.Time{})
+	for left := int64(maxCredit); left > 0; {
+		n, err := st.Write(buf[:min(int64(len(buf)), left)])
+		left -= int64(n)
+		if err != nil {
+			t.Fatalf("spending the stream's credit, %d bytes left: %v (session: %v)", left, err, p.sess.Err())
+		}
+	}
+	st.SetWriteDeadline(time.Now().Add(time.Second))
+	n, err := st.Write(buf[:4096])
+	if n != 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("a Write past the stream's credit of 2^31-1: %d, %v; want 0 and a timeout (no credit left)", n, err)
+	}
+	if p.sess.IsClosed() {
+		t.Fatalf("session closed: %v", p.sess.Err())
+	}
 }
 
 // --- Row 7: rapid reset ---
