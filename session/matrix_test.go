@@ -1090,3 +1090,33 @@ func TestMatrixSlowloris(t *testing.T) {
 		t.Fatalf("the peer received %d GOAWAYs", goaways)
 	}
 }
+
+// TestMatrixWindow64MiB: with the default 64 MiB session window filled
+// to the last byte and never read, the session holds at most 80 MiB,
+// whatever the frame layout: full frames, payloads just past a power of
+// two, small payloads, and payloads padded with an unknown field.
+func TestMatrixWindow64MiB(t *testing.T) {
+	const window = 64 << 20
+	const factor = float64(79<<20) / window // fillWindow allows factor×window + 1 MiB: 80 MiB
+	layouts := []struct {
+		name    string
+		payload int
+		encode  func(p []byte) []byte
+	}{
+		{"FullFrames", 60 << 10, func(p []byte) []byte { return frameBytes(data(1, p, 0)) }},
+		{"Payloads2049", 2049, func(p []byte) []byte { return frameBytes(data(1, p, 0)) }},
+		{"Payloads1000", 1000, func(p []byte) []byte { return frameBytes(data(1, p, 0)) }},
+		{"Padded16KiBIn60KiB", 16 << 10, func(p []byte) []byte { return paddedData(1, p, 44<<10, false) }},
+	}
+	for _, l := range layouts {
+		t.Run(l.name, func(t *testing.T) {
+			// fillWindow checks the 80 MiB itself, before it reads the
+			// window back into a 64 MiB buffer of the test's own, which
+			// the harness's samples may also catch.
+			m := newMatrixRun(t, (80+64+8)<<20)
+			m.begin()
+			fillWindow(t, window, l.payload, l.encode, factor)
+			m.end()
+		})
+	}
+}
