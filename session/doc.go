@@ -107,12 +107,18 @@
 // that a slow application has not read yet: that data waits in its own
 // stream's buffer, bounded by its window. What still sits in socket
 // buffers ahead of a message is the bulk data in flight, up to a window.
-// So while another stream receives messages (payloads under 2 KiB, within
-// the last 2 ms), a bulk stream's credit is held to 16 KiB on paths too
-// short to tune windows on (contended in stream.go): a 64-byte echo
-// beside a saturating stream then takes about 50 µs on loopback instead
-// of 130 µs, at the cost of the bulk stream's throughput while the
-// messages last (BENCHMARKS.md has the figures). The reader also yields
-// its processor after a frame that woke a goroutine waiting for a
-// message.
+// So while another stream receives messages (a run of at least two
+// payloads under 2 KiB, the last within 2 ms), a bulk stream's credit is
+// held to 16 KiB on paths too short to tune windows on (contended in
+// stream.go): a 64-byte echo beside a saturating stream then takes about
+// 40 µs on loopback instead of 130 µs, at the cost of the bulk stream's
+// throughput while the messages last (BENCHMARKS.md has the figures).
+// The reader also yields its processor after a frame that woke a
+// goroutine waiting for a message.
+//
+// Write deadlines. A Write without a deadline sends the caller's bytes
+// without copying them, often from the calling goroutine. One with a
+// deadline sends a copy through the writer goroutine, so that it can
+// return at its deadline even while the connection write holding its
+// bytes is stuck (transmitUnlocking).
 package session
