@@ -559,20 +559,7 @@ func TestAttackStreamChurn(t *testing.T) {
 	mine, theirs := tcpPair(t)
 	p := newAttackPeer(t, mine, theirs, nil, nil, true)
 	next := uint32(1)
-	run := func(n int) {
-		var b []byte
-		for range n {
-			f := syn(next, nil, frame.FlagFIN)
-			b = f.Append(b)
-			next += 2
-		}
-		if err := p.writeRaw(b); err != nil {
-			t.Fatalf("writing SYNs: %v (session: %v)", err, p.sess.Err())
-		}
-		for range n {
-			accept(t, p.sess).Close()
-		}
-	}
+	run := func(n int) { churn(t, p, &next, n) }
 	gone := func() bool { return p.sess.NumStreams() == 0 }
 	run(batch) // warm up: pools, maps, the accept queue
 	eventually(t, "the warm-up streams to be forgotten", gone)
@@ -592,6 +579,24 @@ func TestAttackStreamChurn(t *testing.T) {
 	}
 	if per >= 100 {
 		t.Errorf("%.0f B of heap held per finished stream; want < 100", per)
+	}
+}
+
+// churn has the peer open n streams finished at once (SYN|FIN), on IDs
+// from *next on, and the application accept and close each.
+func churn(t *testing.T, p *attackPeer, next *uint32, n int) {
+	t.Helper()
+	var b []byte
+	for range n {
+		f := syn(*next, nil, frame.FlagFIN)
+		b = f.Append(b)
+		*next += 2
+	}
+	if err := p.writeRaw(b); err != nil {
+		t.Fatalf("writing SYNs: %v (session: %v)", err, p.sess.Err())
+	}
+	for range n {
+		accept(t, p.sess).Close()
 	}
 }
 

@@ -771,18 +771,7 @@ func TestMatrixChurn(t *testing.T) {
 	m.begin()
 	next := uint32(1)
 	for done := 0; done < cycles; done += batch {
-		var b []byte
-		for range batch {
-			f := syn(next, nil, frame.FlagFIN)
-			b = f.Append(b)
-			next += 2
-		}
-		if err := p.writeRaw(b); err != nil {
-			t.Fatalf("writing SYNs: %v (session: %v)", err, p.sess.Err())
-		}
-		for range batch {
-			accept(t, p.sess).Close()
-		}
+		churn(t, p, &next, batch)
 	}
 	eventually(t, "every stream to be forgotten", func() bool { return p.sess.NumStreams() == 0 })
 	p.ping(1)
