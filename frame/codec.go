@@ -17,6 +17,8 @@ const (
 	fieldLastStreamID protowire.Number = 7
 	fieldHello        protowire.Number = 8
 	fieldDebug        protowire.Number = 9
+	fieldReceived     protowire.Number = 10
+	fieldResume       protowire.Number = 11
 	fieldPayload      protowire.Number = 15
 )
 
@@ -32,6 +34,17 @@ const (
 	helloAcceptBacklog      protowire.Number = 8
 	helloRole               protowire.Number = 9
 	helloNonce              protowire.Number = 10
+	helloResumeKey          protowire.Number = 11
+	helloResumeID           protowire.Number = 12
+)
+
+// Field numbers of braid.v1.Resume.
+const (
+	resumeStep      protowire.Number = 1
+	resumeSessionID protowire.Number = 2
+	resumeNonce     protowire.Number = 3
+	resumeReceived  protowire.Number = 4
+	resumeMAC       protowire.Number = 5
 )
 
 // One-byte tags of the fields a DATA frame uses.
@@ -96,7 +109,9 @@ func (s *Settings) Size() int {
 		sizeUint(helloSessionWindow, uint64(s.SessionWindow)) +
 		sizeUint(helloAcceptBacklog, uint64(s.AcceptBacklog)) +
 		sizeUint(helloRole, enumVarint(uint32(s.Role))) +
-		sizeBytes(len(s.Nonce))
+		sizeBytes(len(s.Nonce)) +
+		sizeBytes(len(s.ResumeKey)) +
+		sizeBytes(len(s.ResumeID))
 }
 
 func (s *Settings) appendTo(b []byte) []byte {
@@ -115,7 +130,26 @@ func (s *Settings) appendTo(b []byte) []byte {
 	b = appendUint(b, helloSessionWindow, uint64(s.SessionWindow))
 	b = appendUint(b, helloAcceptBacklog, uint64(s.AcceptBacklog))
 	b = appendUint(b, helloRole, enumVarint(uint32(s.Role)))
-	return appendBytes(b, helloNonce, s.Nonce)
+	b = appendBytes(b, helloNonce, s.Nonce)
+	b = appendBytes(b, helloResumeKey, s.ResumeKey)
+	return appendBytes(b, helloResumeID, s.ResumeID)
+}
+
+// size returns the encoded length of r as a Resume message.
+func (r *ResumeInfo) size() int {
+	return sizeUint(resumeStep, enumVarint(uint32(r.Step))) +
+		sizeBytes(len(r.SessionID)) +
+		sizeBytes(len(r.Nonce)) +
+		sizeUint(resumeReceived, r.Received) +
+		sizeBytes(len(r.MAC))
+}
+
+func (r *ResumeInfo) appendTo(b []byte) []byte {
+	b = appendUint(b, resumeStep, enumVarint(uint32(r.Step)))
+	b = appendBytes(b, resumeSessionID, r.SessionID)
+	b = appendBytes(b, resumeNonce, r.Nonce)
+	b = appendUint(b, resumeReceived, r.Received)
+	return appendBytes(b, resumeMAC, r.MAC)
 }
 
 // BodySize returns the length of f's body: its protobuf encoding, without
@@ -131,7 +165,11 @@ func (f *Frame) BodySize() int {
 	if f.HasSettings {
 		n += 1 + protowire.SizeBytes(f.Settings.Size())
 	}
-	return n + sizeBytes(len(f.Debug)) + sizeBytes(len(f.Payload))
+	n += sizeBytes(len(f.Debug)) + sizeUint(fieldReceived, f.Received)
+	if f.HasResume {
+		n += 1 + protowire.SizeBytes(f.Resume.size())
+	}
+	return n + sizeBytes(len(f.Payload))
 }
 
 // Size returns the length of f on the wire: length prefix plus body.
@@ -157,6 +195,12 @@ func (f *Frame) AppendBody(b []byte) []byte {
 		b = f.Settings.appendTo(b)
 	}
 	b = appendBytes(b, fieldDebug, f.Debug)
+	b = appendUint(b, fieldReceived, f.Received)
+	if f.HasResume {
+		b = append(b, byte(fieldResume<<3)|byte(protowire.BytesType))
+		b = protowire.AppendVarint(b, uint64(f.Resume.size()))
+		b = f.Resume.appendTo(b)
+	}
 	return appendBytes(b, fieldPayload, f.Payload)
 }
 
@@ -193,9 +237,14 @@ func AppendDataHeader(b []byte, streamID uint32, flags Flags, payloadLen int) []
 }
 
 // AppendWindowUpdate appends a WINDOW_UPDATE frame (stream 0 = session).
+// It gives exactly what Frame.Append gives for the same frame, without
+// building a Frame.
 func AppendWindowUpdate(b []byte, streamID, delta uint32) []byte {
-	f := Frame{Type: WindowUpdate, StreamID: streamID, WindowDelta: delta}
-	return f.Append(b)
+	const tagType = byte(fieldType<<3) | byte(protowire.VarintType)
+	body := 2 + sizeUint(fieldStreamID, uint64(streamID)) + sizeUint(fieldWindowDelta, uint64(delta))
+	b = append(b, byte(body), tagType, byte(WindowUpdate)) // body ≤ 14: a 1-byte prefix
+	b = appendUint(b, fieldStreamID, uint64(streamID))
+	return appendUint(b, fieldWindowDelta, uint64(delta))
 }
 
 // Parse decodes one frame body (the bytes after the length prefix) into
@@ -204,6 +253,11 @@ func AppendWindowUpdate(b []byte, streamID, delta uint32) []byte {
 // message, occurrences merge), as protobuf specifies. Unknown fields, and
 // known field numbers with an unexpected wire type, are skipped. Strings
 // (magic, debug) must be valid UTF-8, as proto3 requires.
+//
+// Parse is stricter than protobuf in one way: it bounds what a peer can
+// make it hold. More than MaxCompressionOffers compression offers, a
+// nonce longer than MaxNonce, or a resume key, resume id, session id,
+// resume nonce or MAC longer than MaxResumeField bytes is malformed.
 //
 // Parse never panics; an error wraps ErrMalformed.
 func Parse(f *Frame, body []byte) error {
@@ -240,7 +294,7 @@ func Parse(f *Frame, body []byte) error {
 				f.LastStreamID = uint32(v)
 			}
 			continue
-		case typ == protowire.BytesType && (num == fieldHello || num == fieldDebug || num == fieldPayload):
+		case typ == protowire.BytesType && (num == fieldHello || num == fieldDebug || num == fieldPayload || num == fieldResume):
 			v, n := protowire.ConsumeBytes(body)
 			if n < 0 {
 				return malformed("bad length-delimited field")
@@ -259,7 +313,20 @@ func Parse(f *Frame, body []byte) error {
 				f.Debug = v
 			case fieldPayload:
 				f.Payload = v
+			case fieldResume:
+				f.HasResume = true
+				if err := parseResume(&f.Resume, v); err != nil {
+					return err
+				}
 			}
+			continue
+		case typ == protowire.VarintType && num == fieldReceived:
+			v, n := protowire.ConsumeVarint(body)
+			if n < 0 {
+				return malformed("bad varint")
+			}
+			body = body[n:]
+			f.Received = v
 			continue
 		}
 		n = protowire.ConsumeFieldValue(num, typ, body)
@@ -349,6 +416,18 @@ func parseSettings(s *Settings, b []byte) error {
 			s.Nonce = v
 			b = b[n:]
 			continue
+		case typ == protowire.BytesType && (num == helloResumeKey || num == helloResumeID):
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 || len(v) > MaxResumeField {
+				return malformed("bad hello resume key or id")
+			}
+			if num == helloResumeKey {
+				s.ResumeKey = v
+			} else {
+				s.ResumeID = v
+			}
+			b = b[n:]
+			continue
 		case typ == protowire.BytesType && num == helloCompression: // packed
 			v, n := protowire.ConsumeBytes(b)
 			if n < 0 {
@@ -370,6 +449,52 @@ func parseSettings(s *Settings, b []byte) error {
 		n = protowire.ConsumeFieldValue(num, typ, b)
 		if n < 0 {
 			return malformed("bad unknown hello field")
+		}
+		b = b[n:]
+	}
+	return nil
+}
+
+// parseResume merges a Resume message body into r.
+func parseResume(r *ResumeInfo, b []byte) error {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 || num > protowire.MaxValidNumber {
+			return malformed("bad resume field tag")
+		}
+		b = b[n:]
+		switch {
+		case typ == protowire.VarintType && (num == resumeStep || num == resumeReceived):
+			v, n := protowire.ConsumeVarint(b)
+			if n < 0 {
+				return malformed("bad resume varint")
+			}
+			b = b[n:]
+			if num == resumeStep {
+				r.Step = ResumeStep(uint32(v)) // values this side does not know are kept
+			} else {
+				r.Received = v
+			}
+			continue
+		case typ == protowire.BytesType && (num == resumeSessionID || num == resumeNonce || num == resumeMAC):
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 || len(v) > MaxResumeField {
+				return malformed("bad resume session id, nonce or mac")
+			}
+			b = b[n:]
+			switch num {
+			case resumeSessionID:
+				r.SessionID = v
+			case resumeNonce:
+				r.Nonce = v
+			case resumeMAC:
+				r.MAC = v
+			}
+			continue
+		}
+		n = protowire.ConsumeFieldValue(num, typ, b)
+		if n < 0 {
+			return malformed("bad unknown resume field")
 		}
 		b = b[n:]
 	}

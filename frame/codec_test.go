@@ -42,6 +42,23 @@ var fullSettings = frame.Settings{
 	Nonce:              []byte("0123456789abcdef"),
 }
 
+// resumeSettings is fullSettings plus the resumption fields a server sends
+// when it accepts resumption.
+var resumeSettings = func() frame.Settings {
+	s := fullSettings
+	s.Role = frame.RoleServer
+	s.ResumeKey = bytes.Repeat([]byte{0x4b}, 32)
+	s.ResumeID = []byte("session-id-16-by")
+	return s
+}()
+
+// Resume bodies for every step, as the handshake uses them.
+var (
+	sessionID16 = []byte("session-id-16-by")
+	nonce16     = []byte("fedcba9876543210")
+	mac32       = bytes.Repeat([]byte{0x3c}, 32)
+)
+
 func codecCases() []codecCase {
 	big := bytes.Repeat([]byte{0xa5}, 300)
 	return []codecCase{
@@ -65,10 +82,37 @@ func codecCases() []codecCase {
 		{"PING ACK zero opaque", frame.Frame{Type: frame.Ping, Flags: frame.FlagACK}, "04 0804 1804"},
 		{"GOAWAY debug", frame.Frame{Type: frame.GoAway, LastStreamID: 7, ErrorCode: frame.ProtocolError, Debug: []byte("bye ✓")}, "0f 0805 2801 3807 4a07 62796520e29c93"},
 		{"GOAWAY zero", frame.Frame{Type: frame.GoAway}, "02 0805"},
-		{"unknown type", frame.Frame{Type: 6, StreamID: 1}, "04 0806 1001"},
+		{"HELLO resume offer", frame.Frame{Type: frame.Hello, HasSettings: true, Settings: frame.Settings{
+			Magic: []byte(frame.Magic), Version: frame.Version, ResumeKey: []byte{1, 2, 3}}},
+			"12 0801 420e 0a05627261696" + "4 1001 5a03010203"},
+		{"HELLO resume accepted", frame.Frame{Type: frame.Hello, HasSettings: true, Settings: resumeSettings}, ""},
+		{"HELLO resume fields at limit", frame.Frame{Type: frame.Hello, HasSettings: true, Settings: frame.Settings{
+			ResumeKey: bytes.Repeat([]byte{1}, frame.MaxResumeField), ResumeID: bytes.Repeat([]byte{2}, frame.MaxResumeField)}}, ""},
+		{"ACK", frame.Frame{Type: frame.Ack, Received: 1000}, "05 0806 50e807"},
+		{"ACK zero", frame.Frame{Type: frame.Ack}, "02 0806"},
+		{"ACK max", frame.Frame{Type: frame.Ack, Received: math.MaxUint64}, "0d 0806 50ffffffffffffffffff01"},
+		{"RESUME REQUEST", frame.Frame{Type: frame.Resume, HasResume: true, Resume: frame.ResumeInfo{
+			Step: frame.ResumeRequest, SessionID: sessionID16, Nonce: nonce16}}, ""},
+		{"RESUME CHALLENGE", frame.Frame{Type: frame.Resume, HasResume: true, Resume: frame.ResumeInfo{
+			Step: frame.ResumeChallenge, Nonce: []byte("nn")}}, "0a 0807 5a06 0802 1a026e6e"},
+		{"RESUME PROOF", frame.Frame{Type: frame.Resume, HasResume: true, Resume: frame.ResumeInfo{
+			Step: frame.ResumeProof, Received: 1 << 40, MAC: mac32}}, ""},
+		{"RESUME ACCEPTED", frame.Frame{Type: frame.Resume, HasResume: true, Resume: frame.ResumeInfo{
+			Step: frame.ResumeAccepted, Received: 300, MAC: mac32}}, ""},
+		{"RESUME REFUSED", frame.Frame{Type: frame.Resume, HasResume: true, Resume: frame.ResumeInfo{
+			Step: frame.ResumeRefused}, Debug: []byte("unknown session")}, ""},
+		{"RESUME every field at limit", frame.Frame{Type: frame.Resume, HasResume: true, Resume: frame.ResumeInfo{
+			Step: frame.ResumeProof, SessionID: bytes.Repeat([]byte{1}, frame.MaxResumeField),
+			Nonce: bytes.Repeat([]byte{2}, frame.MaxResumeField), Received: math.MaxUint64,
+			MAC: bytes.Repeat([]byte{3}, frame.MaxResumeField)}}, ""},
+		{"RESUME empty body", frame.Frame{Type: frame.Resume, HasResume: true}, "04 0807 5a00"},
+		{"RESUME unknown step >= 2^31", frame.Frame{Type: frame.Resume, HasResume: true, Resume: frame.ResumeInfo{Step: 1 << 31}}, ""},
+		{"unknown type", frame.Frame{Type: 8, StreamID: 1}, "04 0808 1001"},
 		{"type >= 2^31", frame.Frame{Type: 1 << 31}, "0b 08 80808080f8ffffffff01"},
 		{"every field", frame.Frame{Type: frame.GoAway, StreamID: 1, Flags: 0xffff, WindowDelta: 2, ErrorCode: math.MaxUint32,
-			Opaque: 1 << 63, LastStreamID: 3, HasSettings: true, Settings: fullSettings, Debug: []byte("d"), Payload: []byte("p")}, ""},
+			Opaque: 1 << 63, LastStreamID: 3, HasSettings: true, Settings: resumeSettings, Debug: []byte("d"),
+			Received: 4, HasResume: true, Resume: frame.ResumeInfo{Step: frame.ResumeProof, SessionID: sessionID16,
+				Nonce: nonce16, Received: 5, MAC: mac32}, Payload: []byte("p")}, ""},
 	}
 }
 
@@ -109,7 +153,17 @@ func frameDiff(got, want *frame.Frame) string {
 	chk("Settings.AcceptBacklog", gs.AcceptBacklog == ws.AcceptBacklog, gs.AcceptBacklog, ws.AcceptBacklog)
 	chk("Settings.Role", gs.Role == ws.Role, gs.Role, ws.Role)
 	chk("Settings.Nonce", bytes.Equal(gs.Nonce, ws.Nonce), gs.Nonce, ws.Nonce)
+	chk("Settings.ResumeKey", bytes.Equal(gs.ResumeKey, ws.ResumeKey), gs.ResumeKey, ws.ResumeKey)
+	chk("Settings.ResumeID", bytes.Equal(gs.ResumeID, ws.ResumeID), gs.ResumeID, ws.ResumeID)
 	chk("Debug", bytes.Equal(got.Debug, want.Debug), fmt.Sprintf("%q", got.Debug), fmt.Sprintf("%q", want.Debug))
+	chk("Received", got.Received == want.Received, got.Received, want.Received)
+	chk("HasResume", got.HasResume == want.HasResume, got.HasResume, want.HasResume)
+	gr, wr := &got.Resume, &want.Resume
+	chk("Resume.Step", gr.Step == wr.Step, gr.Step, wr.Step)
+	chk("Resume.SessionID", bytes.Equal(gr.SessionID, wr.SessionID), gr.SessionID, wr.SessionID)
+	chk("Resume.Nonce", bytes.Equal(gr.Nonce, wr.Nonce), gr.Nonce, wr.Nonce)
+	chk("Resume.Received", gr.Received == wr.Received, gr.Received, wr.Received)
+	chk("Resume.MAC", bytes.Equal(gr.MAC, wr.MAC), gr.MAC, wr.MAC)
 	if !bytes.Equal(got.Payload, want.Payload) {
 		d = append(d, fmt.Sprintf("Payload: got %d bytes %.32x, want %d bytes %.32x", len(got.Payload), got.Payload, len(want.Payload), want.Payload))
 	}
@@ -127,7 +181,18 @@ func pbFromFrame(f *frame.Frame) *braidpb.Frame {
 		Opaque:       f.Opaque,
 		LastStreamId: f.LastStreamID,
 		Debug:        string(f.Debug),
+		Received:     f.Received,
 		Payload:      f.Payload,
+	}
+	if f.HasResume {
+		r := &f.Resume
+		m.Resume = &braidpb.Resume{
+			Step:      braidpb.ResumeStep(int32(r.Step)),
+			SessionId: r.SessionID,
+			Nonce:     r.Nonce,
+			Received:  r.Received,
+			Mac:       r.MAC,
+		}
 	}
 	if f.HasSettings {
 		s := &f.Settings
@@ -141,6 +206,8 @@ func pbFromFrame(f *frame.Frame) *braidpb.Frame {
 			AcceptBacklog:      s.AcceptBacklog,
 			Role:               braidpb.Role(int32(s.Role)),
 			Nonce:              s.Nonce,
+			ResumeKey:          s.ResumeKey,
+			ResumeId:           s.ResumeID,
 		}
 		for _, c := range s.Compression {
 			h.Compression = append(h.Compression, braidpb.Compression(int32(c)))
@@ -161,7 +228,18 @@ func frameFromPB(m *braidpb.Frame) frame.Frame {
 		Opaque:       m.GetOpaque(),
 		LastStreamID: m.GetLastStreamId(),
 		Debug:        []byte(m.GetDebug()),
+		Received:     m.GetReceived(),
 		Payload:      m.GetPayload(),
+	}
+	if r := m.GetResume(); r != nil {
+		f.HasResume = true
+		f.Resume = frame.ResumeInfo{
+			Step:      frame.ResumeStep(uint32(r.GetStep())),
+			SessionID: r.GetSessionId(),
+			Nonce:     r.GetNonce(),
+			Received:  r.GetReceived(),
+			MAC:       r.GetMac(),
+		}
 	}
 	if h := m.GetHello(); h != nil {
 		f.HasSettings = true
@@ -175,6 +253,8 @@ func frameFromPB(m *braidpb.Frame) frame.Frame {
 			AcceptBacklog:      h.GetAcceptBacklog(),
 			Role:               frame.Role(uint32(h.GetRole())),
 			Nonce:              h.GetNonce(),
+			ResumeKey:          h.GetResumeKey(),
+			ResumeID:           h.GetResumeId(),
 		}
 		for _, c := range h.GetCompression() {
 			f.Settings.Compression = append(f.Settings.Compression, frame.Compression(uint32(c)))
@@ -410,9 +490,21 @@ func randBytes(r *rand.Rand) []byte {
 	return b
 }
 
+// randShort returns nil half the time, else 0 to max random bytes.
+func randShort(r *rand.Rand, max int) []byte {
+	if r.IntN(2) == 0 {
+		return nil
+	}
+	b := make([]byte, r.IntN(max+1))
+	for i := range b {
+		b[i] = byte(r.Uint32())
+	}
+	return b
+}
+
 func randFrame(r *rand.Rand) frame.Frame {
 	f := frame.Frame{
-		Type:         frame.Type(randEnum(r, 6)),
+		Type:         frame.Type(randEnum(r, 8)),
 		StreamID:     randU32(r),
 		Flags:        frame.Flags(randU32(r)),
 		WindowDelta:  randU32(r),
@@ -420,7 +512,18 @@ func randFrame(r *rand.Rand) frame.Frame {
 		Opaque:       randU64(r),
 		LastStreamID: randU32(r),
 		Debug:        randUTF8(r, 200),
+		Received:     randU64(r),
 		Payload:      randBytes(r),
+	}
+	if r.IntN(3) == 0 {
+		f.HasResume = true
+		f.Resume = frame.ResumeInfo{
+			Step:      frame.ResumeStep(randEnum(r, 6)),
+			SessionID: randShort(r, frame.MaxResumeField),
+			Nonce:     randShort(r, frame.MaxResumeField),
+			Received:  randU64(r),
+			MAC:       randShort(r, frame.MaxResumeField),
+		}
 	}
 	if r.IntN(2) == 0 {
 		f.HasSettings = true
@@ -443,6 +546,8 @@ func randFrame(r *rand.Rand) frame.Frame {
 				s.Nonce[i] = byte(r.Uint32())
 			}
 		}
+		s.ResumeKey = randShort(r, frame.MaxResumeField)
+		s.ResumeID = randShort(r, frame.MaxResumeField)
 		for range r.IntN(frame.MaxCompressionOffers + 1) {
 			s.Compression = append(s.Compression, frame.Compression(randEnum(r, 2)))
 		}
@@ -528,7 +633,7 @@ func TestParseAcceptsProtobufVariations(t *testing.T) {
 	}{
 		{"empty body", wb{}, frame.Frame{}},
 		{"unknown fields of every wire type around DATA",
-			unknowns(10).varint(2, 9).raw(unknowns(20)...).bytes(15, []byte("pay")).raw(unknowns(1000)...),
+			unknowns(16).varint(2, 9).raw(unknowns(20)...).bytes(15, []byte("pay")).raw(unknowns(1000)...),
 			frame.Frame{StreamID: 9, Payload: []byte("pay")}},
 		{"unknown fields inside hello",
 			wb{}.varint(1, 1).bytes(8, append(unknowns(10), append(helloBody, unknowns(100)...)...)),
@@ -566,6 +671,29 @@ func TestParseAcceptsProtobufVariations(t *testing.T) {
 			wb{}.varint(2, 1<<32|7).varint(3, math.MaxUint64).varint(4, 1<<40).varint(5, 1<<32).varint(7, 1<<33|1),
 			frame.Frame{StreamID: 7, Flags: math.MaxUint32, LastStreamID: 1}},
 		{"non-minimal varints", wb{}.raw(0x90, 0x00, 0x81, 0x80, 0x00), frame.Frame{StreamID: 1}},
+		{"resume fields in reverse order, unknowns around",
+			wb{}.varint(1, 7).bytes(11, unknowns(16).bytes(5, []byte("mac")).varint(4, 9).bytes(3, []byte("n")).
+				raw(unknowns(100)...).bytes(2, []byte("id")).varint(1, 3)).varint(10, 11),
+			frame.Frame{Type: frame.Resume, Received: 11, HasResume: true, Resume: frame.ResumeInfo{
+				Step: frame.ResumeProof, SessionID: []byte("id"), Nonce: []byte("n"), Received: 9, MAC: []byte("mac")}}},
+		{"resume twice merges, last value wins",
+			wb{}.bytes(11, wb{}.varint(1, 1).bytes(2, []byte("a")).bytes(3, []byte("x")).varint(4, 5)).
+				bytes(11, wb{}.varint(1, 3).bytes(3, []byte("yy")).bytes(5, []byte("m"))).
+				bytes(11, wb{}),
+			frame.Frame{HasResume: true, Resume: frame.ResumeInfo{
+				Step: frame.ResumeProof, SessionID: []byte("a"), Nonce: []byte("yy"), Received: 5, MAC: []byte("m")}}},
+		{"received given twice: last wins", wb{}.varint(10, 5).varint(1, 6).varint(10, 1<<40),
+			frame.Frame{Type: frame.Ack, Received: 1 << 40}},
+		{"resume numbers with wrong wire types are skipped",
+			wb{}.fixed64(10, 1).varint(11, 1).bytes(11, wb{}.bytes(1, []byte{1}).varint(2, 1).fixed32(3, 1).
+				bytes(4, []byte{1}).group(5, wb{}.varint(1, 1))),
+			frame.Frame{HasResume: true}},
+		{"resume as group is skipped", wb{}.group(11, wb{}.varint(1, 1)), frame.Frame{}},
+		{"resume step >= 2^31, 10-byte varint", wb{}.bytes(11, wb{}.varint(1, math.MaxUint64)),
+			frame.Frame{HasResume: true, Resume: frame.ResumeInfo{Step: math.MaxUint32}}},
+		{"hello resume key and id twice: last wins",
+			wb{}.bytes(8, wb{}.bytes(11, []byte("k1")).bytes(12, []byte("i1"))).bytes(8, wb{}.bytes(11, []byte("k2"))),
+			frame.Frame{HasSettings: true, Settings: frame.Settings{ResumeKey: []byte("k2"), ResumeID: []byte("i1")}}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -618,6 +746,15 @@ func TestParseRejects(t *testing.T) {
 		{"bad tag inside hello", wb{}.bytes(8, wb{0x00})},
 		{"bad packed compression entry", wb{}.bytes(8, wb{}.bytes(6, []byte{1, 0x80}))},
 		{"group ends inside hello", wb{}.raw(byte(8<<3|2), 1, byte(8<<3|4))},
+		{"truncated received", wb{}.varint(1, 6).raw(byte(10<<3), 0x80)},
+		{"resume longer than body", wb{0x5a, 0x03, 0x08, 0x01}},
+		{"truncated field inside resume", wb{}.bytes(11, wb{0x08})},
+		{"truncated bytes inside resume", wb{}.bytes(11, wb{0x12, 0x05, 1})},
+		{"bad tag inside resume", wb{}.bytes(11, wb{0x00})},
+		{"field number above 2^29-1 in resume", wb{}.bytes(11, wb{}.varint(protowire.MaxValidNumber+1, 1))},
+		{"group ends inside resume", wb{}.raw(byte(11<<3|2), 1, byte(11<<3|4))},
+		{"bad unknown field inside resume", wb{}.bytes(11, wb{}.raw(byte(9<<3|5), 1))},
+		{"bad resume key inside hello", wb{}.bytes(8, wb{0x5a, 0x02, 1})},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -655,6 +792,132 @@ func TestParseLimitsCompressionOffers(t *testing.T) {
 		if err := proto.Unmarshal(tc.body, &m); err != nil || len(m.GetHello().GetCompression()) <= frame.MaxCompressionOffers {
 			t.Errorf("%s: test input is wrong: proto.Unmarshal = %v with %d offers", tc.name, err, len(m.GetHello().GetCompression()))
 		}
+	}
+}
+
+// TestParseLimitsResumeFields: each byte field of the resume machinery is
+// bounded by MaxResumeField on decode, though protobuf accepts any length.
+func TestParseLimitsResumeFields(t *testing.T) {
+	cases := []struct {
+		name string
+		body func(field []byte) wb
+	}{
+		{"hello resume_key", func(v []byte) wb { return wb{}.bytes(8, wb{}.bytes(11, v)) }},
+		{"hello resume_id", func(v []byte) wb { return wb{}.bytes(8, wb{}.bytes(12, v)) }},
+		{"resume session_id", func(v []byte) wb { return wb{}.bytes(11, wb{}.bytes(2, v)) }},
+		{"resume nonce", func(v []byte) wb { return wb{}.bytes(11, wb{}.bytes(3, v)) }},
+		{"resume mac", func(v []byte) wb { return wb{}.bytes(11, wb{}.bytes(5, v)) }},
+		{"resume mac, in the second of two resumes", func(v []byte) wb {
+			return wb{}.bytes(11, wb{}.bytes(5, []byte("ok"))).bytes(11, wb{}.bytes(5, v))
+		}},
+	}
+	over := make([]byte, frame.MaxResumeField+1)
+	for _, tc := range cases {
+		var f frame.Frame
+		body := tc.body(over)
+		if err := frame.Parse(&f, body); !errors.Is(err, frame.ErrMalformed) {
+			t.Errorf("%s: Parse = %v, want ErrMalformed", tc.name, err)
+		}
+		var m braidpb.Frame
+		if err := proto.Unmarshal(body, &m); err != nil || !overLimit(&m) {
+			t.Errorf("%s: test input is wrong: proto.Unmarshal = %v, over the limit: %v", tc.name, err, overLimit(&m))
+		}
+		if err := frame.Parse(&f, tc.body(over[:frame.MaxResumeField])); err != nil {
+			t.Errorf("%s: with %d bytes: Parse = %v, want success", tc.name, frame.MaxResumeField, err)
+		}
+	}
+}
+
+// overLimit reports whether m has more in it than Parse accepts: the
+// codec's deliberate limits on what a peer can make it hold.
+func overLimit(m *braidpb.Frame) bool {
+	h, r := m.GetHello(), m.GetResume()
+	return len(h.GetCompression()) > frame.MaxCompressionOffers ||
+		len(h.GetNonce()) > frame.MaxNonce ||
+		len(h.GetResumeKey()) > frame.MaxResumeField ||
+		len(h.GetResumeId()) > frame.MaxResumeField ||
+		len(r.GetSessionId()) > frame.MaxResumeField ||
+		len(r.GetNonce()) > frame.MaxResumeField ||
+		len(r.GetMac()) > frame.MaxResumeField
+}
+
+// TestResumeNames: the frame package's names match the schema's.
+func TestResumeNames(t *testing.T) {
+	for _, ty := range []frame.Type{frame.Ack, frame.Resume} {
+		if want := braidpb.FrameType(ty).String(); ty.String() != want || !ty.Known() {
+			t.Errorf("Type %d: String %q, Known %v; schema calls it %q", uint32(ty), ty, ty.Known(), want)
+		}
+	}
+	if frame.Type(8).Known() {
+		t.Errorf("Type 8 is Known")
+	}
+	for v := range uint32(7) {
+		s := frame.ResumeStep(v)
+		want := strings.TrimPrefix(braidpb.ResumeStep(v).String(), "RESUME_")
+		if v == 0 || v == 6 {
+			want = fmt.Sprintf("ResumeStep(%d)", v)
+		}
+		if s.String() != want {
+			t.Errorf("ResumeStep(%d).String() = %q, want %q", v, s, want)
+		}
+	}
+	if got := frame.ResumeStep(math.MaxUint32).String(); got != "ResumeStep(4294967295)" {
+		t.Errorf("ResumeStep(MaxUint32).String() = %q", got)
+	}
+}
+
+func TestFrameStringResume(t *testing.T) {
+	cases := []struct {
+		f    frame.Frame
+		want string
+	}{
+		{frame.Frame{Type: frame.Ack, Received: 12345}, "ACK received=12345"},
+		{frame.Frame{Type: frame.Resume, HasResume: true, Resume: frame.ResumeInfo{Step: frame.ResumeRequest,
+			SessionID: []byte{0xab, 0xcd}, Nonce: nonce16}},
+			"RESUME REQUEST session=abcd nonce=16B received=0 mac=0B"},
+		{frame.Frame{Type: frame.Resume, HasResume: true, Resume: frame.ResumeInfo{Step: frame.ResumeRefused},
+			Debug: []byte("expired")},
+			`RESUME REFUSED session= nonce=0B received=0 mac=0B debug="expired"`},
+	}
+	for _, tc := range cases {
+		if got := tc.f.String(); got != tc.want {
+			t.Errorf("String() = %q, want %q", got, tc.want)
+		}
+	}
+	// A HELLO's resume key is a secret: String shows its length only.
+	h := frame.Frame{Type: frame.Hello, HasSettings: true, Settings: resumeSettings}
+	got := h.String()
+	if !strings.Contains(got, "resume_key=32B") || !strings.Contains(got, fmt.Sprintf("resume_id=%x", resumeSettings.ResumeID)) {
+		t.Errorf("HELLO String() = %q: want resume_key=32B and the resume id", got)
+	}
+	if strings.Contains(got, fmt.Sprintf("%x", resumeSettings.ResumeKey)) || strings.Contains(got, string(resumeSettings.ResumeKey)) {
+		t.Errorf("HELLO String() = %q shows the resume key", got)
+	}
+}
+
+// TestParseAliasesResumeFields: like Payload, the resume byte fields point
+// into the body Parse was given (Reader.Detach relies on it).
+func TestParseAliasesResumeFields(t *testing.T) {
+	in := func(s, body []byte) bool {
+		return len(s) > 0 && &s[0] == &body[bytes.Index(body, s)]
+	}
+	r := frame.Frame{Type: frame.Resume, HasResume: true, Resume: frame.ResumeInfo{
+		Step: frame.ResumeProof, SessionID: []byte("S-S-S-S"), Nonce: []byte("N-N-N-N"), MAC: []byte("M-M-M-M")}}
+	body := r.AppendBody(nil)
+	var f frame.Frame
+	if err := frame.Parse(&f, body); err != nil {
+		t.Fatal(err)
+	}
+	if !in(f.Resume.SessionID, body) || !in(f.Resume.Nonce, body) || !in(f.Resume.MAC, body) {
+		t.Errorf("RESUME fields do not alias the body")
+	}
+	h := frame.Frame{Type: frame.Hello, HasSettings: true, Settings: frame.Settings{ResumeKey: []byte("K-K-K-K"), ResumeID: []byte("I-I-I-I")}}
+	body = h.AppendBody(nil)
+	if err := frame.Parse(&f, body); err != nil {
+		t.Fatal(err)
+	}
+	if !in(f.Settings.ResumeKey, body) || !in(f.Settings.ResumeID, body) {
+		t.Errorf("HELLO resume fields do not alias the body")
 	}
 }
 

@@ -17,9 +17,11 @@ const (
 	Reset        Type = 3 // abort a stream in both directions
 	Ping         Type = 4 // liveness and RTT; answered with FlagACK
 	GoAway       Type = 5 // no new streams will be accepted
+	Ack          Type = 6 // bytes of the peer's frame sequence received (Frame.Received)
+	Resume       Type = 7 // resume handshake step (Frame.Resume)
 )
 
-var typeNames = [...]string{"DATA", "HELLO", "WINDOW_UPDATE", "RESET", "PING", "GOAWAY"}
+var typeNames = [...]string{"DATA", "HELLO", "WINDOW_UPDATE", "RESET", "PING", "GOAWAY", "ACK", "RESUME"}
 
 // String returns the name used in SPEC.md, e.g. "WINDOW_UPDATE".
 func (t Type) String() string {
@@ -161,6 +163,10 @@ const (
 	MaxCompressionOffers = 16
 	// MaxNonce bounds Settings.Nonce on decode.
 	MaxNonce = 64
+	// MaxResumeField bounds, on decode, each byte field of the resume
+	// machinery: Settings.ResumeKey and Settings.ResumeID, and
+	// ResumeInfo.SessionID, Nonce and MAC.
+	MaxResumeField = 64
 )
 
 // Settings is the body of a HELLO frame (proto: braid.v1.Hello).
@@ -175,6 +181,43 @@ type Settings struct {
 	AcceptBacklog      uint32        // unaccepted peer streams allowed; 0 = not announced
 	Role               Role          // which side sent it; RoleUnspecified = not announced
 	Nonce              []byte        // random, fresh per HELLO; at most MaxNonce bytes
+	ResumeKey          []byte        // X25519 public key, fresh per session, when resumption is offered/accepted; at most MaxResumeField bytes
+	ResumeID           []byte        // server only: the session's id, when it accepts resumption; at most MaxResumeField bytes
+}
+
+// ResumeStep is the step of the resume handshake a RESUME frame is (proto:
+// braid.v1.ResumeStep). The client sends REQUEST and PROOF, the server
+// CHALLENGE and then ACCEPTED or REFUSED; see SPEC.md §16.
+type ResumeStep uint32
+
+// Resume handshake steps. Zero is not a step.
+const (
+	ResumeRequest   ResumeStep = 1 // client: re-attach to SessionID; fresh Nonce
+	ResumeChallenge ResumeStep = 2 // server: session known; fresh Nonce
+	ResumeProof     ResumeStep = 3 // client: MAC over both nonces; Received
+	ResumeAccepted  ResumeStep = 4 // server: the session continues here
+	ResumeRefused   ResumeStep = 5 // server: cannot resume; reason in Frame.Debug
+)
+
+var resumeStepNames = [...]string{"", "REQUEST", "CHALLENGE", "PROOF", "ACCEPTED", "REFUSED"}
+
+// String returns "REQUEST", "CHALLENGE", "PROOF", "ACCEPTED", "REFUSED",
+// or "ResumeStep(N)" for any other value.
+func (s ResumeStep) String() string {
+	if s > 0 && int(s) < len(resumeStepNames) {
+		return resumeStepNames[s]
+	}
+	return "ResumeStep(" + strconv.FormatUint(uint64(s), 10) + ")"
+}
+
+// ResumeInfo is the body of a RESUME frame (proto: braid.v1.Resume). Which
+// fields a step uses is in SPEC.md §16; the others are zero.
+type ResumeInfo struct {
+	Step      ResumeStep
+	SessionID []byte // the server's Settings.ResumeID; at most MaxResumeField bytes
+	Nonce     []byte // fresh random bytes; at most MaxResumeField bytes
+	Received  uint64 // bytes of the peer's frame sequence received
+	MAC       []byte // the sender's proof; at most MaxResumeField bytes
 }
 
 // Role is which side of a session sent a HELLO (proto: braid.v1.Role). A
@@ -211,14 +254,17 @@ type Frame struct {
 	Type         Type
 	StreamID     uint32
 	Flags        Flags
-	WindowDelta  uint32    // WINDOW_UPDATE
-	ErrorCode    ErrorCode // RESET, GOAWAY
-	Opaque       uint64    // PING
-	LastStreamID uint32    // GOAWAY
-	HasSettings  bool      // whether the hello field is present
-	Settings     Settings  // HELLO
-	Debug        []byte    // GOAWAY reason text (UTF-8)
-	Payload      []byte    // DATA
+	WindowDelta  uint32     // WINDOW_UPDATE
+	ErrorCode    ErrorCode  // RESET, GOAWAY
+	Opaque       uint64     // PING
+	LastStreamID uint32     // GOAWAY
+	HasSettings  bool       // whether the hello field is present
+	Settings     Settings   // HELLO
+	Debug        []byte     // GOAWAY, RESUME (REFUSED) reason text (UTF-8)
+	Received     uint64     // ACK: bytes of the peer's frame sequence received
+	HasResume    bool       // whether the resume field is present
+	Resume       ResumeInfo // RESUME
+	Payload      []byte     // DATA
 }
 
 // String describes f for logs and test failures.
@@ -236,8 +282,22 @@ func (f *Frame) String() string {
 		return fmt.Sprintf("GOAWAY last=%d code=%v debug=%q", f.LastStreamID, f.ErrorCode, f.Debug)
 	case Hello:
 		s := &f.Settings
-		return fmt.Sprintf("HELLO magic=%q version=%d window=%d maxframe=%d maxstreams=%d session=%d compression=%v backlog=%d role=%v",
+		str := fmt.Sprintf("HELLO magic=%q version=%d window=%d maxframe=%d maxstreams=%d session=%d compression=%v backlog=%d role=%v",
 			s.Magic, s.Version, s.InitialWindow, s.MaxFrameSize, s.MaxIncomingStreams, s.SessionWindow, s.Compression, s.AcceptBacklog, s.Role)
+		if len(s.ResumeKey) > 0 || len(s.ResumeID) > 0 {
+			// The key is a secret: its length only.
+			str += fmt.Sprintf(" resume_key=%dB resume_id=%x", len(s.ResumeKey), s.ResumeID)
+		}
+		return str
+	case Ack:
+		return fmt.Sprintf("ACK received=%d", f.Received)
+	case Resume:
+		r := &f.Resume
+		str := fmt.Sprintf("RESUME %v session=%x nonce=%dB received=%d mac=%dB", r.Step, r.SessionID, len(r.Nonce), r.Received, len(r.MAC))
+		if len(f.Debug) > 0 {
+			str += fmt.Sprintf(" debug=%q", f.Debug)
+		}
+		return str
 	}
 	return fmt.Sprintf("%v stream=%d flags=%v", f.Type, f.StreamID, f.Flags)
 }

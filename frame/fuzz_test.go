@@ -25,10 +25,15 @@ func fuzzBodies() [][]byte {
 		out = append(out, tc.f.AppendBody(nil))
 	}
 	out = append(out,
-		wb{}.bytes(15, []byte("p")).varint(2, 3).raw(unknowns(10)...),
+		wb{}.bytes(15, []byte("p")).varint(2, 3).raw(unknowns(16)...),
 		wb{}.varint(1, 1).bytes(8, wb{}.varint(6, 1).bytes(6, []byte{0, 1}).raw(unknowns(10)...)).bytes(8, wb{}.varint(2, 1)),
 		wb{}.bytes(8, wb{}.bytes(6, make([]byte, frame.MaxCompressionOffers+1))),
 		wb{}.varint(1, 5).bytes(9, []byte("\xff")),
+		wb{}.varint(1, 7).bytes(11, wb{}.varint(1, 3).bytes(2, []byte("id")).raw(unknowns(16)...).bytes(5, []byte("mac"))).
+			bytes(11, wb{}.varint(4, 1<<40).bytes(3, []byte("nonce"))).varint(10, 3),
+		wb{}.varint(1, 6).varint(10, math.MaxUint64).bytes(11, nil),
+		wb{}.bytes(11, wb{}.bytes(5, make([]byte, frame.MaxResumeField+1))),
+		wb{}.bytes(8, wb{}.bytes(11, make([]byte, frame.MaxResumeField+1)).bytes(12, []byte("id"))),
 	)
 	return out
 }
@@ -46,9 +51,9 @@ func FuzzParse(f *testing.F) {
 			if !errors.Is(err, frame.ErrMalformed) {
 				t.Fatalf("Parse error %v does not wrap ErrMalformed", err)
 			}
-			// The codec's one deliberate extra limit: protobuf accepts any
-			// number of compression offers.
-			if perr == nil && len(m.GetHello().GetCompression()) <= frame.MaxCompressionOffers {
+			// The codec's deliberate extra limits: protobuf accepts any
+			// number of compression offers and byte fields of any length.
+			if perr == nil && !overLimit(&m) {
 				t.Fatalf("Parse rejects (%v) what proto.Unmarshal accepts: %v", err, &m)
 			}
 			return

@@ -316,9 +316,11 @@ func (r *Reader) readPrefix() (uint32, error) {
 	}
 }
 
-// Detach hands the buffer holding the last frame's body (which its
-// Payload, Debug, Settings.Magic and Settings.Nonce alias) to the caller, who must give it
-// back with PutBuffer when done with it and must not use it after. The
+// Detach hands the buffer holding the last frame's body (which the
+// Frame's byte slices alias: Payload, Debug, Settings.Magic,
+// Settings.Nonce, Settings.ResumeKey, Settings.ResumeID, and Resume's
+// SessionID, Nonce and MAC) to the caller, who must give it back with
+// PutBuffer when done with it and must not use it after. The
 // Reader takes a new buffer for the next frame. It returns nil if no frame
 // has been read since the last Detach.
 func (r *Reader) Detach() *[]byte {

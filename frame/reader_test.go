@@ -30,6 +30,11 @@ func readAll(r *frame.Reader) ([]frame.Frame, error) {
 		c.Debug = bytes.Clone(f.Debug)
 		c.Settings.Magic = bytes.Clone(f.Settings.Magic)
 		c.Settings.Nonce = bytes.Clone(f.Settings.Nonce)
+		c.Settings.ResumeKey = bytes.Clone(f.Settings.ResumeKey)
+		c.Settings.ResumeID = bytes.Clone(f.Settings.ResumeID)
+		c.Resume.SessionID = bytes.Clone(f.Resume.SessionID)
+		c.Resume.Nonce = bytes.Clone(f.Resume.Nonce)
+		c.Resume.MAC = bytes.Clone(f.Resume.MAC)
 		c.Settings.Compression = append([]frame.Compression(nil), f.Settings.Compression...)
 		out = append(out, c)
 	}

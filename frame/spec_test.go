@@ -3,6 +3,10 @@ package frame_test
 import (
 	"bufio"
 	"bytes"
+	"crypto/ecdh"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -24,9 +28,9 @@ import (
 // test runs).
 const specPath = "../SPEC.md"
 
-// specExamples are the frames SPEC.md §14 shows as hex, by the NAME of
-// their ```hex frame=NAME block. Every one must appear in SPEC.md exactly
-// once, and SPEC.md must have no other such block.
+// specExamples are the frames SPEC.md §14 and §16.7 show as hex, by the
+// NAME of their ```hex frame=NAME block. Every one must appear in SPEC.md
+// exactly once, and SPEC.md must have no other such block.
 var specExamples = map[string]frame.Frame{
 	"hello": {
 		Type:        frame.Hello,
@@ -68,16 +72,165 @@ var specExamples = map[string]frame.Frame{
 		StreamID:  3,
 		ErrorCode: frame.Cancel,
 	},
+
+	// §16.7.
+	"ack": {
+		Type:     frame.Ack,
+		Received: 1048576,
+	},
+	"resume_request": {
+		Type:      frame.Resume,
+		HasResume: true,
+		Resume: frame.ResumeInfo{
+			Step:      frame.ResumeRequest,
+			SessionID: specResume.id,
+			Nonce:     specResume.clientNonce,
+		},
+	},
+	"resume_challenge": {
+		Type:      frame.Resume,
+		HasResume: true,
+		Resume: frame.ResumeInfo{
+			Step:  frame.ResumeChallenge,
+			Nonce: specResume.serverNonce,
+		},
+	},
+	"resume_proof": {
+		Type:      frame.Resume,
+		HasResume: true,
+		Resume: frame.ResumeInfo{
+			Step:     frame.ResumeProof,
+			Received: specResume.clientReceived,
+			MAC:      specResumeMAC("braid resume client proof", specResume.clientReceived),
+		},
+	},
+	"resume_accepted": {
+		Type:      frame.Resume,
+		HasResume: true,
+		Resume: frame.ResumeInfo{
+			Step:     frame.ResumeAccepted,
+			Received: specResume.serverReceived,
+			MAC:      specResumeMAC("braid resume server proof", specResume.serverReceived),
+		},
+	},
+	"resume_refused": {
+		Type:      frame.Resume,
+		HasResume: true,
+		Resume:    frame.ResumeInfo{Step: frame.ResumeRefused},
+		Debug:     []byte("unknown session"),
+	},
 }
 
-// specHexBlock is one ```hex frame=NAME block of SPEC.md.
+// specResume is the session of SPEC.md §16.7.2's resume handshake, as its
+// text describes it.
+var specResume = struct {
+	clientPriv, serverPriv   []byte // X25519 private keys
+	clientKey, serverKey, id []byte // the HELLOs' resume_key (public keys) and resume_id
+	clientNonce, serverNonce []byte
+	clientReceived           uint64 // of the server's sequence, in PROOF
+	serverReceived           uint64 // of the client's sequence, in ACCEPTED
+}{
+	clientPriv:     specRange(0x00, 32),
+	serverPriv:     specRange(0x20, 32),
+	clientKey:      specX25519Public(specRange(0x00, 32)),
+	serverKey:      specX25519Public(specRange(0x20, 32)),
+	id:             specRange(0x40, 16),
+	clientNonce:    specRange(0x50, 16),
+	serverNonce:    specRange(0x60, 16),
+	clientReceived: 123456,
+	serverReceived: 1048576,
+}
+
+// specRange returns the n bytes first, first+1, ….
+func specRange(first byte, n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = first + byte(i)
+	}
+	return b
+}
+
+// specX25519Public returns the X25519 public key of a private key.
+func specX25519Public(priv []byte) []byte {
+	k, err := ecdh.X25519().NewPrivateKey(priv)
+	if err != nil {
+		panic(err)
+	}
+	return k.PublicKey().Bytes()
+}
+
+// specX25519Shared is X25519 of the client's private key and the
+// server's public key (which both sides compute).
+func specX25519Shared() []byte {
+	k, err := ecdh.X25519().NewPrivateKey(specResume.clientPriv)
+	if err != nil {
+		panic(err)
+	}
+	pub, err := ecdh.X25519().NewPublicKey(specResume.serverKey)
+	if err != nil {
+		panic(err)
+	}
+	shared, err := k.ECDH(pub)
+	if err != nil {
+		panic(err)
+	}
+	return shared
+}
+
+// specResumeSecret is the resume secret of a session without TLS, as
+// SPEC.md §16.2 defines it: SHA-256("braid resume secret" ‖ 0x00 ‖
+// X25519 shared secret ‖ resume_id ‖ client resume_key ‖ server
+// resume_key).
+func specResumeSecret() []byte {
+	h := sha256.New()
+	h.Write([]byte("braid resume secret\x00"))
+	h.Write(specX25519Shared())
+	h.Write(specResume.id)
+	h.Write(specResume.clientKey)
+	h.Write(specResume.serverKey)
+	return h.Sum(nil)
+}
+
+// specResumeMACInput is what SPEC.md §16.4 says a MAC covers: label ‖
+// uvarint(len(id)) ‖ id ‖ uvarint(len(cn)) ‖ cn ‖ uvarint(len(sn)) ‖ sn
+// ‖ uint64 big-endian received.
+func specResumeMACInput(label string, received uint64) []byte {
+	b := []byte(label)
+	for _, f := range [][]byte{specResume.id, specResume.clientNonce, specResume.serverNonce} {
+		b = binary.AppendUvarint(b, uint64(len(f)))
+		b = append(b, f...)
+	}
+	return binary.BigEndian.AppendUint64(b, received)
+}
+
+// specResumeMAC is HMAC-SHA256 under the secret of the MAC input.
+func specResumeMAC(label string, received uint64) []byte {
+	m := hmac.New(sha256.New, specResumeSecret())
+	m.Write(specResumeMACInput(label, received))
+	return m.Sum(nil)
+}
+
+// specValues are the byte strings SPEC.md shows as hex that are not
+// frames, by the NAME of their ```hex value=NAME block, recomputed from
+// the text. Every one must appear in SPEC.md exactly once.
+var specValues = map[string][]byte{
+	"client_resume_key":  specResume.clientKey,
+	"server_resume_key":  specResume.serverKey,
+	"shared_secret":      specX25519Shared(),
+	"resume_secret":      specResumeSecret(),
+	"client_proof_input": specResumeMACInput("braid resume client proof", specResume.clientReceived),
+}
+
+// specHexBlock is one ```hex frame=NAME or ```hex value=NAME block of
+// SPEC.md.
 type specHexBlock struct {
+	kind string // "frame" or "value"
 	name string
 	line int    // line number of the opening fence
 	wire []byte // the bytes, annotations and white space stripped
 }
 
-var specFenceRE = regexp.MustCompile("^```hex\\s+frame=([a-z_]+)\\s*$")
+var specFenceRE = regexp.MustCompile("^```hex\\s+(frame|value)=([a-z_]+)\\s*$")
 
 // readSpec returns SPEC.md's text.
 func readSpec(t *testing.T) string {
@@ -106,9 +259,9 @@ func specHexBlocks(t *testing.T, spec string) []specHexBlock {
 			if strings.HasPrefix(line, "```hex") {
 				m := specFenceRE.FindStringSubmatch(line)
 				if m == nil {
-					t.Fatalf("SPEC.md:%d: hex block without a valid frame=NAME marker: %q", n, line)
+					t.Fatalf("SPEC.md:%d: hex block without a valid frame=NAME or value=NAME marker: %q", n, line)
 				}
-				cur = &specHexBlock{name: m[1], line: n}
+				cur = &specHexBlock{kind: m[1], name: m[2], line: n}
 				digits.Reset()
 			}
 			continue
@@ -171,6 +324,16 @@ func specFrameDiff(got, want *frame.Frame) string {
 	check("Settings.AcceptBacklog", gs.AcceptBacklog == ws.AcceptBacklog, gs.AcceptBacklog, ws.AcceptBacklog)
 	check("Settings.Role", gs.Role == ws.Role, gs.Role, ws.Role)
 	check("Settings.Nonce", bytes.Equal(gs.Nonce, ws.Nonce), fmt.Sprintf("%x", gs.Nonce), fmt.Sprintf("%x", ws.Nonce))
+	check("Settings.ResumeKey", bytes.Equal(gs.ResumeKey, ws.ResumeKey), fmt.Sprintf("%x", gs.ResumeKey), fmt.Sprintf("%x", ws.ResumeKey))
+	check("Settings.ResumeID", bytes.Equal(gs.ResumeID, ws.ResumeID), fmt.Sprintf("%x", gs.ResumeID), fmt.Sprintf("%x", ws.ResumeID))
+	check("Received", got.Received == want.Received, got.Received, want.Received)
+	check("HasResume", got.HasResume == want.HasResume, got.HasResume, want.HasResume)
+	gr, wr := &got.Resume, &want.Resume
+	check("Resume.Step", gr.Step == wr.Step, gr.Step, wr.Step)
+	check("Resume.SessionID", bytes.Equal(gr.SessionID, wr.SessionID), fmt.Sprintf("%x", gr.SessionID), fmt.Sprintf("%x", wr.SessionID))
+	check("Resume.Nonce", bytes.Equal(gr.Nonce, wr.Nonce), fmt.Sprintf("%x", gr.Nonce), fmt.Sprintf("%x", wr.Nonce))
+	check("Resume.Received", gr.Received == wr.Received, gr.Received, wr.Received)
+	check("Resume.MAC", bytes.Equal(gr.MAC, wr.MAC), fmt.Sprintf("%x", gr.MAC), fmt.Sprintf("%x", wr.MAC))
 	return strings.Join(d, "; ")
 }
 
@@ -187,7 +350,18 @@ func specToProto(f *frame.Frame) *braidpb.Frame {
 		Opaque:       f.Opaque,
 		LastStreamId: f.LastStreamID,
 		Debug:        string(f.Debug),
+		Received:     f.Received,
 		Payload:      f.Payload,
+	}
+	if f.HasResume {
+		r := &f.Resume
+		m.Resume = &braidpb.Resume{
+			Step:      braidpb.ResumeStep(r.Step),
+			SessionId: r.SessionID,
+			Nonce:     r.Nonce,
+			Received:  r.Received,
+			Mac:       r.MAC,
+		}
 	}
 	if f.HasSettings {
 		s := &f.Settings
@@ -201,6 +375,8 @@ func specToProto(f *frame.Frame) *braidpb.Frame {
 			AcceptBacklog:      s.AcceptBacklog,
 			Role:               braidpb.Role(s.Role),
 			Nonce:              s.Nonce,
+			ResumeKey:          s.ResumeKey,
+			ResumeId:           s.ResumeID,
 		}
 		for _, c := range s.Compression {
 			m.Hello.Compression = append(m.Hello.Compression, braidpb.Compression(c))
@@ -217,6 +393,9 @@ func TestSpecExamples(t *testing.T) {
 	blocks := specHexBlocks(t, readSpec(t))
 	seen := map[string]int{}
 	for _, b := range blocks {
+		if b.kind != "frame" {
+			continue // TestSpecValues
+		}
 		seen[b.name]++
 		want, ok := specExamples[b.name]
 		if !ok {
@@ -269,6 +448,31 @@ func TestSpecExamples(t *testing.T) {
 	}
 }
 
+// TestSpecValues compares every ```hex value=NAME block in SPEC.md with
+// the bytes the test computes for it from the text.
+func TestSpecValues(t *testing.T) {
+	seen := map[string]int{}
+	for _, b := range specHexBlocks(t, readSpec(t)) {
+		if b.kind != "value" {
+			continue
+		}
+		seen[b.name]++
+		want, ok := specValues[b.name]
+		if !ok {
+			t.Errorf("SPEC.md:%d: hex block value=%s has no expected value in spec_test.go", b.line, b.name)
+			continue
+		}
+		if !bytes.Equal(b.wire, want) {
+			t.Errorf("SPEC.md:%d: value=%s shows\n%x\nthe text gives\n%x", b.line, b.name, b.wire, want)
+		}
+	}
+	for name := range specValues {
+		if seen[name] != 1 {
+			t.Errorf("SPEC.md has %d ```hex value=%s blocks, want 1", seen[name], name)
+		}
+	}
+}
+
 // specRow reports whether spec has a table row starting with the given
 // first two cells: "| first | `second` |".
 func specRow(spec, first, second string) bool {
@@ -285,6 +489,7 @@ func TestSpecTables(t *testing.T) {
 	for _, md := range []protoreflect.MessageDescriptor{
 		(&braidpb.Frame{}).ProtoReflect().Descriptor(),
 		(&braidpb.Hello{}).ProtoReflect().Descriptor(),
+		(&braidpb.Resume{}).ProtoReflect().Descriptor(),
 	} {
 		fields := md.Fields()
 		for i := range fields.Len() {
@@ -318,6 +523,12 @@ func TestSpecTables(t *testing.T) {
 		}},
 		{braidpb.ErrorCode(0).Descriptor(), func(v uint32) string {
 			return frame.ErrorCode(v).String()
+		}},
+		{braidpb.ResumeStep(0).Descriptor(), func(v uint32) string {
+			if v == 0 {
+				return "RESUME_STEP_UNSPECIFIED" // not a step; the frame package has no name for it
+			}
+			return "RESUME_" + frame.ResumeStep(v).String()
 		}},
 	}
 	for _, e := range enums {

@@ -53,6 +53,16 @@ const (
 	// GOAWAY announces that no new streams will be accepted; streams up to
 	// last_stream_id may finish.
 	FrameType_GOAWAY FrameType = 5
+	// ACK carries received: how many bytes of the peer's frame sequence in
+	// this session the sender has received so far, counted cumulatively
+	// across connections. The peer may drop those bytes from the buffer it
+	// keeps to replay after a reconnect. Used only by sessions that agreed
+	// on resumption (SPEC.md §16).
+	FrameType_ACK FrameType = 6
+	// RESUME is one step of the resume handshake (carried in resume), which
+	// re-attaches a new connection to an existing session. It appears only
+	// at the start of a connection, never inside a running session.
+	FrameType_RESUME FrameType = 7
 )
 
 // Enum value maps for FrameType.
@@ -64,6 +74,8 @@ var (
 		3: "RESET",
 		4: "PING",
 		5: "GOAWAY",
+		6: "ACK",
+		7: "RESUME",
 	}
 	FrameType_value = map[string]int32{
 		"DATA":          0,
@@ -72,6 +84,8 @@ var (
 		"RESET":         3,
 		"PING":          4,
 		"GOAWAY":        5,
+		"ACK":           6,
+		"RESUME":        7,
 	}
 )
 
@@ -286,6 +300,79 @@ func (ErrorCode) EnumDescriptor() ([]byte, []int) {
 	return file_braid_proto_rawDescGZIP(), []int{3}
 }
 
+// ResumeStep says which step of the resume handshake a RESUME frame is.
+// The client and server alternate: REQUEST, CHALLENGE, PROOF, then
+// ACCEPTED or REFUSED. Which Resume fields each step carries, and what
+// mac covers, is in SPEC.md §16.
+type ResumeStep int32
+
+const (
+	ResumeStep_RESUME_STEP_UNSPECIFIED ResumeStep = 0
+	// RESUME_REQUEST (client): asks to re-attach this connection to the
+	// session session_id, with a fresh nonce.
+	ResumeStep_RESUME_REQUEST ResumeStep = 1
+	// RESUME_CHALLENGE (server): the session is known; answers with a
+	// fresh nonce of its own.
+	ResumeStep_RESUME_CHALLENGE ResumeStep = 2
+	// RESUME_PROOF (client): proves, with mac over both nonces, that it
+	// holds the session's secret, and says how much it has received.
+	ResumeStep_RESUME_PROOF ResumeStep = 3
+	// RESUME_ACCEPTED (server): the proof holds; the session continues on
+	// this connection from the received offsets both sides gave.
+	ResumeStep_RESUME_ACCEPTED ResumeStep = 4
+	// RESUME_REFUSED (server): the session cannot be resumed (unknown,
+	// expired, or the proof failed), and the client should stop trying;
+	// the reason text, if any, is in Frame.debug.
+	ResumeStep_RESUME_REFUSED ResumeStep = 5
+)
+
+// Enum value maps for ResumeStep.
+var (
+	ResumeStep_name = map[int32]string{
+		0: "RESUME_STEP_UNSPECIFIED",
+		1: "RESUME_REQUEST",
+		2: "RESUME_CHALLENGE",
+		3: "RESUME_PROOF",
+		4: "RESUME_ACCEPTED",
+		5: "RESUME_REFUSED",
+	}
+	ResumeStep_value = map[string]int32{
+		"RESUME_STEP_UNSPECIFIED": 0,
+		"RESUME_REQUEST":          1,
+		"RESUME_CHALLENGE":        2,
+		"RESUME_PROOF":            3,
+		"RESUME_ACCEPTED":         4,
+		"RESUME_REFUSED":          5,
+	}
+)
+
+func (x ResumeStep) Enum() *ResumeStep {
+	p := new(ResumeStep)
+	*p = x
+	return p
+}
+
+func (x ResumeStep) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ResumeStep) Descriptor() protoreflect.EnumDescriptor {
+	return file_braid_proto_enumTypes[4].Descriptor()
+}
+
+func (ResumeStep) Type() protoreflect.EnumType {
+	return &file_braid_proto_enumTypes[4]
+}
+
+func (x ResumeStep) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ResumeStep.Descriptor instead.
+func (ResumeStep) EnumDescriptor() ([]byte, []int) {
+	return file_braid_proto_rawDescGZIP(), []int{4}
+}
+
 // Role is the side of a session.
 type Role int32
 
@@ -320,11 +407,11 @@ func (x Role) String() string {
 }
 
 func (Role) Descriptor() protoreflect.EnumDescriptor {
-	return file_braid_proto_enumTypes[4].Descriptor()
+	return file_braid_proto_enumTypes[5].Descriptor()
 }
 
 func (Role) Type() protoreflect.EnumType {
-	return &file_braid_proto_enumTypes[4]
+	return &file_braid_proto_enumTypes[5]
 }
 
 func (x Role) Number() protoreflect.EnumNumber {
@@ -333,7 +420,7 @@ func (x Role) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Role.Descriptor instead.
 func (Role) EnumDescriptor() ([]byte, []int) {
-	return file_braid_proto_rawDescGZIP(), []int{4}
+	return file_braid_proto_rawDescGZIP(), []int{5}
 }
 
 // Hello is the body of a HELLO frame: the sender's identity and settings.
@@ -372,7 +459,16 @@ type Hello struct {
 	// for every HELLO: it makes each HELLO unique, so a peer that echoes
 	// ours back is recognised as an echo rather than taken for another
 	// client.
-	Nonce         []byte `protobuf:"bytes,10,opt,name=nonce,proto3" json:"nonce,omitempty"`
+	Nonce []byte `protobuf:"bytes,10,opt,name=nonce,proto3" json:"nonce,omitempty"`
+	// resume_key is an X25519 public key (32 bytes) of a key pair fresh for
+	// every session, present when the sender offers (client) or accepts
+	// (server) resumption: both sides derive from it the secret that proves
+	// a later RESUME comes from the same peer (SPEC.md §16.2).
+	ResumeKey []byte `protobuf:"bytes,11,opt,name=resume_key,json=resumeKey,proto3" json:"resume_key,omitempty"`
+	// resume_id is sent by the server only, when it accepts resumption: the
+	// session's id (16 bytes, at most 64), which the client names in
+	// RESUME_REQUEST to re-attach to this session.
+	ResumeId      []byte `protobuf:"bytes,12,opt,name=resume_id,json=resumeId,proto3" json:"resume_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -477,6 +573,104 @@ func (x *Hello) GetNonce() []byte {
 	return nil
 }
 
+func (x *Hello) GetResumeKey() []byte {
+	if x != nil {
+		return x.ResumeKey
+	}
+	return nil
+}
+
+func (x *Hello) GetResumeId() []byte {
+	if x != nil {
+		return x.ResumeId
+	}
+	return nil
+}
+
+// Resume is the body of a RESUME frame. Which fields a step uses is in
+// SPEC.md §16; the others are absent.
+type Resume struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Step  ResumeStep             `protobuf:"varint,1,opt,name=step,proto3,enum=braid.v1.ResumeStep" json:"step,omitempty"`
+	// session_id: the id the server gave in Hello.resume_id (at most 64
+	// bytes).
+	SessionId []byte `protobuf:"bytes,2,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	// nonce: random bytes, fresh for this step (at most 64 bytes).
+	Nonce []byte `protobuf:"bytes,3,opt,name=nonce,proto3" json:"nonce,omitempty"`
+	// received: cumulative count of bytes of the peer's frame sequence the
+	// sender has received; the peer replays everything after it.
+	Received uint64 `protobuf:"varint,4,opt,name=received,proto3" json:"received,omitempty"`
+	// mac: the sender's proof over the handshake (at most 64 bytes).
+	Mac           []byte `protobuf:"bytes,5,opt,name=mac,proto3" json:"mac,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Resume) Reset() {
+	*x = Resume{}
+	mi := &file_braid_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Resume) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Resume) ProtoMessage() {}
+
+func (x *Resume) ProtoReflect() protoreflect.Message {
+	mi := &file_braid_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Resume.ProtoReflect.Descriptor instead.
+func (*Resume) Descriptor() ([]byte, []int) {
+	return file_braid_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *Resume) GetStep() ResumeStep {
+	if x != nil {
+		return x.Step
+	}
+	return ResumeStep_RESUME_STEP_UNSPECIFIED
+}
+
+func (x *Resume) GetSessionId() []byte {
+	if x != nil {
+		return x.SessionId
+	}
+	return nil
+}
+
+func (x *Resume) GetNonce() []byte {
+	if x != nil {
+		return x.Nonce
+	}
+	return nil
+}
+
+func (x *Resume) GetReceived() uint64 {
+	if x != nil {
+		return x.Received
+	}
+	return 0
+}
+
+func (x *Resume) GetMac() []byte {
+	if x != nil {
+		return x.Mac
+	}
+	return nil
+}
+
 // Frame is one unit on the wire.
 type Frame struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -497,8 +691,13 @@ type Frame struct {
 	LastStreamId uint32 `protobuf:"varint,7,opt,name=last_stream_id,json=lastStreamId,proto3" json:"last_stream_id,omitempty"`
 	// hello: HELLO body.
 	Hello *Hello `protobuf:"bytes,8,opt,name=hello,proto3" json:"hello,omitempty"`
-	// debug: GOAWAY human-readable reason.
+	// debug: GOAWAY human-readable reason; RESUME_REFUSED reason.
 	Debug string `protobuf:"bytes,9,opt,name=debug,proto3" json:"debug,omitempty"`
+	// received: ACK, the cumulative count of bytes of the peer's frame
+	// sequence the sender has received.
+	Received uint64 `protobuf:"varint,10,opt,name=received,proto3" json:"received,omitempty"`
+	// resume: RESUME body.
+	Resume *Resume `protobuf:"bytes,11,opt,name=resume,proto3" json:"resume,omitempty"`
 	// payload: DATA bytes. Highest field number, so it is written last.
 	Payload       []byte `protobuf:"bytes,15,opt,name=payload,proto3" json:"payload,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -507,7 +706,7 @@ type Frame struct {
 
 func (x *Frame) Reset() {
 	*x = Frame{}
-	mi := &file_braid_proto_msgTypes[1]
+	mi := &file_braid_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -519,7 +718,7 @@ func (x *Frame) String() string {
 func (*Frame) ProtoMessage() {}
 
 func (x *Frame) ProtoReflect() protoreflect.Message {
-	mi := &file_braid_proto_msgTypes[1]
+	mi := &file_braid_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -532,7 +731,7 @@ func (x *Frame) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Frame.ProtoReflect.Descriptor instead.
 func (*Frame) Descriptor() ([]byte, []int) {
-	return file_braid_proto_rawDescGZIP(), []int{1}
+	return file_braid_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Frame) GetType() FrameType {
@@ -598,6 +797,20 @@ func (x *Frame) GetDebug() string {
 	return ""
 }
 
+func (x *Frame) GetReceived() uint64 {
+	if x != nil {
+		return x.Received
+	}
+	return 0
+}
+
+func (x *Frame) GetResume() *Resume {
+	if x != nil {
+		return x.Resume
+	}
+	return nil
+}
+
 func (x *Frame) GetPayload() []byte {
 	if x != nil {
 		return x.Payload
@@ -609,7 +822,7 @@ var File_braid_proto protoreflect.FileDescriptor
 
 const file_braid_proto_rawDesc = "" +
 	"\n" +
-	"\vbraid.proto\x12\bbraid.v1\"\xf7\x02\n" +
+	"\vbraid.proto\x12\bbraid.v1\"\xb3\x03\n" +
 	"\x05Hello\x12\x14\n" +
 	"\x05magic\x18\x01 \x01(\tR\x05magic\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\rR\aversion\x12%\n" +
@@ -621,7 +834,17 @@ const file_braid_proto_rawDesc = "" +
 	"\x0eaccept_backlog\x18\b \x01(\rR\racceptBacklog\x12\"\n" +
 	"\x04role\x18\t \x01(\x0e2\x0e.braid.v1.RoleR\x04role\x12\x14\n" +
 	"\x05nonce\x18\n" +
-	" \x01(\fR\x05nonce\"\xba\x02\n" +
+	" \x01(\fR\x05nonce\x12\x1d\n" +
+	"\n" +
+	"resume_key\x18\v \x01(\fR\tresumeKey\x12\x1b\n" +
+	"\tresume_id\x18\f \x01(\fR\bresumeId\"\x95\x01\n" +
+	"\x06Resume\x12(\n" +
+	"\x04step\x18\x01 \x01(\x0e2\x14.braid.v1.ResumeStepR\x04step\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x02 \x01(\fR\tsessionId\x12\x14\n" +
+	"\x05nonce\x18\x03 \x01(\fR\x05nonce\x12\x1a\n" +
+	"\breceived\x18\x04 \x01(\x04R\breceived\x12\x10\n" +
+	"\x03mac\x18\x05 \x01(\fR\x03mac\"\x80\x03\n" +
 	"\x05Frame\x12'\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x13.braid.v1.FrameTypeR\x04type\x12\x1b\n" +
 	"\tstream_id\x18\x02 \x01(\rR\bstreamId\x12\x14\n" +
@@ -632,8 +855,11 @@ const file_braid_proto_rawDesc = "" +
 	"\x06opaque\x18\x06 \x01(\x04R\x06opaque\x12$\n" +
 	"\x0elast_stream_id\x18\a \x01(\rR\flastStreamId\x12%\n" +
 	"\x05hello\x18\b \x01(\v2\x0f.braid.v1.HelloR\x05hello\x12\x14\n" +
-	"\x05debug\x18\t \x01(\tR\x05debug\x12\x18\n" +
-	"\apayload\x18\x0f \x01(\fR\apayload*T\n" +
+	"\x05debug\x18\t \x01(\tR\x05debug\x12\x1a\n" +
+	"\breceived\x18\n" +
+	" \x01(\x04R\breceived\x12(\n" +
+	"\x06resume\x18\v \x01(\v2\x10.braid.v1.ResumeR\x06resume\x12\x18\n" +
+	"\apayload\x18\x0f \x01(\fR\apayload*i\n" +
 	"\tFrameType\x12\b\n" +
 	"\x04DATA\x10\x00\x12\t\n" +
 	"\x05HELLO\x10\x01\x12\x11\n" +
@@ -641,7 +867,10 @@ const file_braid_proto_rawDesc = "" +
 	"\x05RESET\x10\x03\x12\b\n" +
 	"\x04PING\x10\x04\x12\n" +
 	"\n" +
-	"\x06GOAWAY\x10\x05*T\n" +
+	"\x06GOAWAY\x10\x05\x12\a\n" +
+	"\x03ACK\x10\x06\x12\n" +
+	"\n" +
+	"\x06RESUME\x10\a*T\n" +
 	"\x04Flag\x12\r\n" +
 	"\tFLAG_NONE\x10\x00\x12\f\n" +
 	"\bFLAG_FIN\x10\x01\x12\f\n" +
@@ -664,7 +893,15 @@ const file_braid_proto_rawDesc = "" +
 	"\x11COMPRESSION_ERROR\x10\b\x12\x15\n" +
 	"\x11KEEPALIVE_TIMEOUT\x10\t\x12\x13\n" +
 	"\x0fHANDSHAKE_ERROR\x10\n" +
-	"*>\n" +
+	"*\x8e\x01\n" +
+	"\n" +
+	"ResumeStep\x12\x1b\n" +
+	"\x17RESUME_STEP_UNSPECIFIED\x10\x00\x12\x12\n" +
+	"\x0eRESUME_REQUEST\x10\x01\x12\x14\n" +
+	"\x10RESUME_CHALLENGE\x10\x02\x12\x10\n" +
+	"\fRESUME_PROOF\x10\x03\x12\x13\n" +
+	"\x0fRESUME_ACCEPTED\x10\x04\x12\x12\n" +
+	"\x0eRESUME_REFUSED\x10\x05*>\n" +
 	"\x04Role\x12\x14\n" +
 	"\x10ROLE_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vROLE_CLIENT\x10\x01\x12\x0f\n" +
@@ -682,27 +919,31 @@ func file_braid_proto_rawDescGZIP() []byte {
 	return file_braid_proto_rawDescData
 }
 
-var file_braid_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_braid_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
+var file_braid_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
+var file_braid_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
 var file_braid_proto_goTypes = []any{
 	(FrameType)(0),   // 0: braid.v1.FrameType
 	(Flag)(0),        // 1: braid.v1.Flag
 	(Compression)(0), // 2: braid.v1.Compression
 	(ErrorCode)(0),   // 3: braid.v1.ErrorCode
-	(Role)(0),        // 4: braid.v1.Role
-	(*Hello)(nil),    // 5: braid.v1.Hello
-	(*Frame)(nil),    // 6: braid.v1.Frame
+	(ResumeStep)(0),  // 4: braid.v1.ResumeStep
+	(Role)(0),        // 5: braid.v1.Role
+	(*Hello)(nil),    // 6: braid.v1.Hello
+	(*Resume)(nil),   // 7: braid.v1.Resume
+	(*Frame)(nil),    // 8: braid.v1.Frame
 }
 var file_braid_proto_depIdxs = []int32{
 	2, // 0: braid.v1.Hello.compression:type_name -> braid.v1.Compression
-	4, // 1: braid.v1.Hello.role:type_name -> braid.v1.Role
-	0, // 2: braid.v1.Frame.type:type_name -> braid.v1.FrameType
-	5, // 3: braid.v1.Frame.hello:type_name -> braid.v1.Hello
-	4, // [4:4] is the sub-list for method output_type
-	4, // [4:4] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	5, // 1: braid.v1.Hello.role:type_name -> braid.v1.Role
+	4, // 2: braid.v1.Resume.step:type_name -> braid.v1.ResumeStep
+	0, // 3: braid.v1.Frame.type:type_name -> braid.v1.FrameType
+	6, // 4: braid.v1.Frame.hello:type_name -> braid.v1.Hello
+	7, // 5: braid.v1.Frame.resume:type_name -> braid.v1.Resume
+	6, // [6:6] is the sub-list for method output_type
+	6, // [6:6] is the sub-list for method input_type
+	6, // [6:6] is the sub-list for extension type_name
+	6, // [6:6] is the sub-list for extension extendee
+	0, // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_braid_proto_init() }
@@ -715,8 +956,8 @@ func file_braid_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_braid_proto_rawDesc), len(file_braid_proto_rawDesc)),
-			NumEnums:      5,
-			NumMessages:   2,
+			NumEnums:      6,
+			NumMessages:   3,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -101,10 +101,38 @@ func braidConns(tb testing.TB, n int) ([]net.Conn, []net.Conn, func()) {
 	return w, r, func() { c.Close(); s.Close() }
 }
 
+// resumeConns is braidConns with a resumable session: Dial and a
+// Listener, over TCP loopback.
+func resumeConns(tb testing.TB, n int) ([]net.Conn, []net.Conn, func()) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	l := NewListener(ln, benchConfig())
+	dial := func(ctx context.Context) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "tcp", ln.Addr().String())
+	}
+	c, err := Dial(context.Background(), dial, benchConfig())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	s, err := l.Accept()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var w, r []net.Conn
+	for range n {
+		a, b := streamPairOf(tb, c, s)
+		w, r = append(w, a), append(r, b)
+	}
+	return w, r, func() { c.Close(); s.Close(); l.Close() }
+}
+
 var makers = []struct {
 	name string
 	mk   pairMaker
-}{{"tcp", tcpConns}, {"braid", braidConns}}
+}{{"tcp", tcpConns}, {"braid", braidConns}, {"braid-resume", resumeConns}}
 
 // bulk moves total bytes over each of n conn pairs at once.
 func bulk(b *testing.B, mk pairMaker, n int) {

@@ -88,6 +88,18 @@ type Config struct {
 	// CompressionLevel is the zstd level used when compressing:
 	// CompressionFastest (the default) to CompressionBest.
 	CompressionLevel int
+	// ResumeTimeout is how long a session whose connection broke waits to
+	// be resumed on a new one before it closes; its streams' calls then
+	// fail with an error wrapping ErrNotResumed (and matching
+	// net.ErrClosed). Until then they behave as over a slow link. Only
+	// sessions made by Dial and a Listener resume (both sides must); for
+	// them the default is 60 s, and a negative value turns resumption
+	// off. Client and Server sessions never resume.
+	ResumeTimeout time.Duration
+	// MaxDetachedSessions is how many sessions whose connection broke a
+	// Listener keeps waiting to be resumed; when one more breaks, the one
+	// that has waited longest is closed. Default 1024.
+	MaxDetachedSessions int
 	// Logger receives rare events (protocol errors, keepalive timeouts,
 	// GOAWAY). Nil discards them. Nothing is logged per frame.
 	Logger *slog.Logger
@@ -107,6 +119,8 @@ const (
 	defaultWriteTimeout        = 10 * time.Second
 	defaultStreamCloseTimeout  = 5 * time.Minute
 	defaultStreamOpenTimeout   = 75 * time.Second
+	defaultResumeTimeout       = 60 * time.Second
+	defaultMaxDetached         = 1024
 )
 
 // DefaultConfig returns a new Config holding the defaults. It is safe to
@@ -126,6 +140,8 @@ func DefaultConfig() *Config {
 		StreamCloseTimeout:     defaultStreamCloseTimeout,
 		StreamOpenTimeout:      defaultStreamOpenTimeout,
 		CompressionLevel:       CompressionFastest,
+		ResumeTimeout:          defaultResumeTimeout,
+		MaxDetachedSessions:    defaultMaxDetached,
 	}
 }
 
@@ -170,6 +186,12 @@ func (c *Config) withDefaults() (Config, error) {
 	}
 	if v.ConnectionWriteTimeout == 0 {
 		v.ConnectionWriteTimeout = defaultWriteTimeout
+	}
+	if v.ResumeTimeout == 0 {
+		v.ResumeTimeout = defaultResumeTimeout
+	}
+	if v.MaxDetachedSessions <= 0 {
+		v.MaxDetachedSessions = defaultMaxDetached
 	}
 	switch {
 	case v.AcceptBacklog < 0:

@@ -53,13 +53,26 @@
 //     write. Writes are zero-copy: a Write's bytes stay in the caller's
 //     slice until they are on the connection, and Write returns then.
 //
-// Swapping the connection (what resumable sessions need) happens behind
-// this seam and nowhere else: wait until connBusy is free and take it,
-// close the old conn (the reader's read fails; a reader told to expect a
-// swap waits instead of ending the session), install a new seam on the new
-// conn, start a new reader, replay what the peer has not acknowledged, and
-// release connBusy. Streams, the scheduler and flow control do not change:
-// none of them refers to the connection.
+// Resumable sessions (resume.go, replay.go, listener.go). A session made
+// by Dial or a Listener survives its connection breaking, and the
+// connection is swapped behind the seam and nowhere else. The unit of
+// resumption is the session's frame sequence, not a stream: the holder
+// of connBusy copies each batch to a replay buffer before writing it,
+// the peer's reader counts the bytes of the frames it applied and
+// acknowledges them (ACK frames), and a resume resends what the other
+// side did not receive. So every frame arrives exactly once and in order,
+// and streams, the scheduler and flow control never learn that the
+// connection changed. When the connection fails (a read or write error,
+// or keepalive), connLost detaches the session: the old conn is closed,
+// the reader exits, and the writer goes on filling the replay buffer
+// (within credit and the buffer's capacity), so Writes behave as over a
+// slow link; a client's redialLoop dials again. attachUnlocking installs
+// the new conn once the resume handshake's proof verified: it marks the
+// connection busy against writers (resumer.swapping), waits for the old
+// reader to exit (so the count of bytes received is final) and for
+// connBusy to be free, starts a reader on the new seam, writes the replay,
+// and releases the connection. ResumeTimeout ends a session that stays
+// detached.
 //
 // Stream states (stream.go, handle.go). A stream's lifecycle is
 // Stream.state, SPEC.md §5.3's state machine: stateOpen,

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strings"
 
 	"github.com/braidmux/braid/frame"
 )
@@ -40,7 +41,9 @@ type closedError struct {
 
 func (e *closedError) Error() string {
 	if e.cause != nil {
-		return e.msg + ": " + e.cause.Error()
+		// "braid: session closed: keepalive timeout: …", not "…: braid:
+		// keepalive timeout: …".
+		return e.msg + ": " + strings.TrimPrefix(e.cause.Error(), "braid: ")
 	}
 	return e.msg
 }

@@ -197,3 +197,59 @@ func ExampleSession_GoAway() {
 	// still here
 	// closed: true true
 }
+
+// A resumable session: the client's connection breaks in the middle of a
+// stream, and the session dials again and carries on where it stopped.
+// The stream sees nothing; Stats counts the resume.
+func ExampleDial() {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	l := session.NewListener(ln, nil)
+	defer l.Close()
+
+	conns := make(chan net.Conn, 2)
+	dial := func(ctx context.Context) (net.Conn, error) {
+		var d net.Dialer
+		c, err := d.DialContext(ctx, "tcp", l.Addr().String())
+		if err == nil {
+			conns <- c
+		}
+		return c, err
+	}
+	cli, err := session.Dial(context.Background(), dial, nil)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer cli.Close()
+	srv, err := l.Accept()
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer srv.Close()
+
+	got := make(chan string)
+	go func() {
+		st, err := srv.AcceptStream(context.Background())
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		b, _ := io.ReadAll(st)
+		got <- string(b)
+	}()
+	st, _ := cli.OpenStream(context.Background())
+	st.Write([]byte("before the break, "))
+	(<-conns).Close() // the connection breaks
+	st.Write([]byte("after it"))
+	st.CloseWrite()
+	fmt.Println(<-got)
+	fmt.Println("resumes:", srv.Stats().Resumes)
+	// Output:
+	// before the break, after it
+	// resumes: 1
+}

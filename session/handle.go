@@ -35,6 +35,10 @@ func (s *Session) handle(f *frame.Frame, owned *[]byte) {
 		s.handleGoAway(f)
 	case frame.Hello:
 		s.fail(frame.ProtocolError, "HELLO after the handshake")
+	case frame.Ack:
+		s.handleAck(f)
+	case frame.Resume:
+		s.fail(frame.ProtocolError, "RESUME inside a running session")
 	default:
 		// Unknown frame types are ignored (SPEC.md, forward compatibility).
 	}
@@ -296,6 +300,12 @@ func (s *Session) handleSessionWindowUpdate(f *frame.Frame) {
 		s.fail(frame.FlowControlError, "session window: "+err.Error())
 		return
 	}
+	s.creditGrew()
+}
+
+// creditGrew wakes what waits for session credit or replay room: the
+// writer, and compressing Writes. Called with s.mu held.
+func (s *Session) creditGrew() {
 	if s.enc != nil {
 		for _, st := range s.streams { // compressing Writes wait for it
 			if st.send.creditWait {
@@ -409,6 +419,9 @@ func (s *Session) applyHello(f *frame.Frame) error {
 			return fmt.Errorf("braid: starting zstd: %w", err)
 		}
 		s.enc = enc
+	}
+	if err := s.agreeResume(h); err != nil {
+		return err
 	}
 	s.compression = comp
 	s.peer = peerSettings{

@@ -27,6 +27,10 @@ type seam struct {
 	door *doorRecorder // what rd reads through: keeps the first bytes, for handshake errors
 	rd   *frame.Reader // the reader goroutine's alone
 	w    connWriter    // the holder of Session.connBusy's alone
+
+	first      *frame.Frame  // a first frame read before the session started (Listener), or nil
+	counted    uint64        // rd.BytesRead() as of the last frame counted in the session's sequence
+	readerDone chan struct{} // closed when the reader goroutine of this connection exits
 }
 
 // connWriter is the state of whoever holds the right to write to the
@@ -39,11 +43,11 @@ type connWriter struct {
 	deadline time.Time // the write deadline last set on the connection
 }
 
-func newSeam(conn net.Conn, maxFrameSize uint32) seam {
+func newSeam(conn net.Conn, maxFrameSize uint32) *seam {
 	door := &doorRecorder{r: conn}
 	rd := frame.NewReader(door, maxFrameSize)
 	rd.SetReadAhead(readAhead)
-	return seam{conn: conn, door: door, rd: rd, w: connWriter{vectored: writevConn(conn)}}
+	return &seam{conn: conn, door: door, rd: rd, w: connWriter{vectored: writevConn(conn)}, readerDone: make(chan struct{})}
 }
 
 // readFrame reads the next frame. A DATA payload of directMin bytes or
@@ -167,19 +171,35 @@ func writevConn(c net.Conn) bool {
 // writing would deadlock both), so it never waits for anything but the
 // connection and the lock. It exits when reading fails, which Close
 // causes by closing the connection.
-func (s *Session) readLoop() {
+func (s *Session) readLoop(c *seam) {
 	defer s.wg.Done()
+	defer close(c.readerDone)
 	for {
-		f, owned, err := s.seam.readFrame()
+		var f *frame.Frame
+		var owned *[]byte
+		var err error
+		if c.first != nil {
+			f, c.first = c.first, nil
+		} else {
+			f, owned, err = c.readFrame()
+		}
 		s.mu.Lock()
 		if err != nil {
-			s.readFailed(err)
+			// A frame that does not decode is the peer's fault, not the
+			// connection's: resuming would only resend it.
+			bad := errors.Is(err, frame.ErrMalformed) || errors.Is(err, frame.ErrFrameTooLarge)
+			if c != s.seam || bad || !s.connLost(c, err) {
+				s.readFailed(err)
+			}
 			s.mu.Unlock()
-			s.seam.rd.Close()
+			c.rd.Close()
 			return
 		}
+		n := c.rd.BytesRead() - c.counted
+		c.counted += n
 		s.stats.framesRecv.Add(1)
-		s.stats.bytesRecv.Store(s.seam.rd.BytesRead())
+		s.stats.bytesRecv.Add(n)
+		s.receivedBytes(n)
 		s.lastRx = time.Now() // any frame is a sign of life (keepalive)
 		switch {
 		case s.closeErr != nil && f.Type == frame.Data && f.StreamID != 0 && !f.Flags.Has(frame.FlagSYN):
@@ -196,7 +216,7 @@ func (s *Session) readLoop() {
 		default:
 			s.handle(f, owned)
 		}
-		for s.sched.ControlBytes() > maxControlQueue && s.closeErr == nil {
+		for s.sched.ControlBytes() > maxControlQueue && s.closeErr == nil && c == s.seam && !s.detached() {
 			// The answers this side owes (PING ACKs, RESETs of refused
 			// streams) are not going out: the peer does not read. Stop
 			// reading until they drain, rather than queue without bound
@@ -214,7 +234,7 @@ func (s *Session) readLoop() {
 			// goroutine's next read or the bulk frame buffered next: on a
 			// busy machine the reader can otherwise keep the P for
 			// hundreds of microseconds.
-			if next := s.seam.rd.NextLen(); next < 0 || next >= directMin {
+			if next := c.rd.NextLen(); next < 0 || next >= directMin {
 				runtime.Gosched()
 			}
 		}
@@ -252,56 +272,84 @@ func (s *Session) readFailed(err error) {
 // or on a write error.
 func (s *Session) writeLoop() {
 	defer s.wg.Done()
-	defer s.seam.conn.Close()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for s.writeErr == nil {
-		if !s.connBusy && s.sched.HasWork(s.sendWin.Available()) {
+		if s.connFree() && s.sched.HasWork(s.dataRoom()) {
 			s.writeBatchUnlocking()
 			continue
 		}
 		if s.closing && !s.connBusy {
-			return
+			break
 		}
 		s.mu.Unlock()
 		<-s.kick
 		s.mu.Lock()
 	}
+	s.seam.conn.Close()
 }
 
 // writeBatchUnlocking takes the connection, writes one batch, and gives
-// the connection back. Called with s.mu held and s.connBusy false; s.mu
-// is released during the write.
+// the connection back. Called with s.mu held and the connection free
+// (connFree); s.mu is released during the write.
+//
+// A resumable session first copies the batch to its replay buffer, and
+// while its connection is lost writes there only: to Writes the batch is
+// sent, and a resume sends it again.
 func (s *Session) writeBatchUnlocking() {
 	s.assertLocked()
 	s.connBusy = true
-	w := &s.seam.w
+	c := s.seam
+	w := &c.w
 	maxPayload := s.peer.maxPayload
 	if maxPayload == 0 { // before the handshake only HELLO is queued
 		maxPayload = frame.MinMaxFrameSize - frame.MaxDataOverhead
 	}
-	used := s.sched.Fill(&w.batch, maxPayload, s.sendWin.Available(), maxBatch)
+	r := s.res
+	if r != nil && r.capacity > 0 && r.received-r.ackSent >= ackPiggyback && s.closeErr == nil {
+		// Something goes out anyway: acknowledge what arrived, so the
+		// peer's replay buffer stays small (and in its caches).
+		r.ackSent = r.received
+		s.sched.PushControl(&frame.Frame{Type: frame.Ack, Received: r.received})
+	}
+	used := s.sched.Fill(&w.batch, maxPayload, s.dataRoom(), maxBatch)
 	s.sendWin.Take(int(used))
 	s.ctlRoom.Broadcast() // the control queue is empty: a paused reader may go on
 	for _, e := range w.batch.Sent() {
 		e.Stream.Owner.send.inflight += int32(e.N)
 	}
+	detached := false
+	if r != nil {
+		r.sent += uint64(w.batch.Size())
+		detached = r.detached
+	}
 	// Moving the connection's write deadline costs a timer update, so it
 	// is pushed forward only once it is an eighth of the timeout stale.
 	if s.closing {
-		s.seam.setWriteDeadline(s.closeBy)
+		c.setWriteDeadline(s.closeBy)
 	} else if now := time.Now(); w.deadline.Sub(now) < s.cfg.ConnectionWriteTimeout-s.cfg.ConnectionWriteTimeout/8 {
-		s.seam.setWriteDeadline(now.Add(s.cfg.ConnectionWriteTimeout))
+		c.setWriteDeadline(now.Add(s.cfg.ConnectionWriteTimeout))
 	}
 	s.mu.Unlock()
 
-	err := s.seam.write()
-	s.stats.writes.Add(1)
-	s.stats.bytesSent.Add(uint64(w.batch.Size()))
+	if r != nil {
+		for _, b := range w.batch.Buffers() {
+			r.out.append(b)
+		}
+	}
+	var err error
+	if !detached {
+		err = c.write()
+		s.stats.writes.Add(1)
+		s.stats.bytesSent.Add(uint64(w.batch.Size()))
+	}
 	s.stats.framesSent.Add(uint64(w.batch.Frames()))
 	s.stats.dataSent.Add(uint64(used))
 
 	s.mu.Lock()
+	if err != nil && s.connLost(c, fmt.Errorf("writing to connection: %w", err)) {
+		err = nil // the batch is in the replay buffer: it goes out on resume
+	}
 	for _, e := range w.batch.Sent() {
 		st := e.Stream.Owner
 		st.send.inflight -= int32(e.N)
@@ -319,9 +367,15 @@ func (s *Session) writeBatchUnlocking() {
 	}
 	w.batch.Reset()
 	s.connBusy = false
+	if r != nil {
+		s.trimOut()
+		if r.swapping {
+			r.swapped.Broadcast()
+		}
+	}
 	if err != nil {
 		if s.closeErr == nil {
-			s.log.Warn("braid: connection write failed; closing session", "err", err, "remote", s.seam.conn.RemoteAddr())
+			s.log.Warn("braid: connection write failed; closing session", "err", err, "remote", c.conn.RemoteAddr())
 		}
 		var ne net.Error
 		if errors.As(err, &ne) && ne.Timeout() {
@@ -334,7 +388,7 @@ func (s *Session) writeBatchUnlocking() {
 		}
 		s.shutdown(s.writeErr, false)
 	}
-	if s.closing || s.sched.HasWork(s.sendWin.Available()) {
+	if s.closing || s.sched.HasWork(s.dataRoom()) {
 		s.wake()
 	}
 }
@@ -342,7 +396,7 @@ func (s *Session) writeBatchUnlocking() {
 // writeDirectUnlocking lets a Write send its data itself when the
 // connection is idle. Called with s.mu held; releases it while writing.
 func (s *Session) writeDirectUnlocking() {
-	if directWrites && !s.connBusy && !s.closing {
+	if directWrites && s.connFree() && !s.closing {
 		s.writeBatchUnlocking()
 		return
 	}
@@ -355,7 +409,7 @@ func (s *Session) writeDirectUnlocking() {
 // without waiting for the writer goroutine to be scheduled); otherwise it
 // wakes the writer. Called with s.mu held; releases it while writing.
 func (s *Session) flushControlUnlocking() {
-	if directWrites && directUpdates && !s.connBusy && !s.closing && s.sched.Len() == 0 {
+	if directWrites && directUpdates && s.connFree() && !s.closing && s.sched.Len() == 0 {
 		s.writeBatchUnlocking()
 		return
 	}

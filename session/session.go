@@ -24,7 +24,8 @@ import (
 //
 // All methods are safe for concurrent use.
 type Session struct {
-	seam   seam // the connection: only the reader and the writer touch it
+	seam   *seam    // the connection: only the reader and the writer touch it; replaced only by a resume, under mu
+	res    *resumer // resumption state; nil if the session does not resume
 	cfg    Config
 	client bool
 	log    *slog.Logger
@@ -122,20 +123,34 @@ var (
 // nothing would hold up every other one for HandshakeTimeout (10 s by
 // default). Package github.com/braidmux/braid/yamux offers constructors
 // that return at once, as hashicorp/yamux's do.
-func Client(conn net.Conn, cfg *Config) (*Session, error) { return newSession(conn, cfg, true) }
+func Client(conn net.Conn, cfg *Config) (*Session, error) {
+	return newSession(conn, cfg, true, sessionOpts{})
+}
 
 // Server starts the server side of a session on conn; see Client,
 // including why an accept loop calls it in a goroutine per connection.
-func Server(conn net.Conn, cfg *Config) (*Session, error) { return newSession(conn, cfg, false) }
+func Server(conn net.Conn, cfg *Config) (*Session, error) {
+	return newSession(conn, cfg, false, sessionOpts{})
+}
 
-func newSession(conn net.Conn, cfg *Config, client bool) (*Session, error) {
+// sessionOpts are what Dial and Listener add to a session.
+type sessionOpts struct {
+	seam *seam                                   // the connection, with a first frame already read; nil: a new one on conn
+	dial func(context.Context) (net.Conn, error) // client: offer to resume, redialling with it
+	l    *Listener                               // server: offer to resume; the Listener that finds the session again
+}
+
+func newSession(conn net.Conn, cfg *Config, client bool, o sessionOpts) (*Session, error) {
 	c, err := cfg.withDefaults()
 	if err != nil {
 		conn.Close()
 		return nil, err
 	}
+	if o.seam == nil {
+		o.seam = newSeam(conn, c.MaxFrameSize)
+	}
 	s := &Session{
-		seam:      newSeam(conn, c.MaxFrameSize),
+		seam:      o.seam,
 		cfg:       c,
 		client:    client,
 		log:       c.Logger,
@@ -156,6 +171,9 @@ func newSession(conn net.Conn, cfg *Config, client bool) (*Session, error) {
 		s.nextID = 1
 	} else {
 		s.nextID = 2
+	}
+	if (o.dial != nil || o.l != nil) && c.ResumeTimeout > 0 {
+		s.res = newResumer(s, o.dial, o.l)
 	}
 	s.recvWin = flowcontrol.NewRecvWindow(c.MaxSessionWindow, c.MaxSessionWindow, time.Now())
 	s.budget = flowcontrol.NewBudget(int64(c.MaxSessionWindow))
@@ -182,11 +200,15 @@ func newSession(conn net.Conn, cfg *Config, client bool) (*Session, error) {
 	if client {
 		hello.Settings.Role = frame.RoleClient
 	}
+	if s.res != nil {
+		hello.Settings.ResumeKey = s.res.key
+		hello.Settings.ResumeID = s.res.id
+	}
 	s.helloBytes = hello.Append(nil)
 	s.sched.PushControl(&hello)
 	s.wg.Add(2)
 	go s.writeLoop()
-	go s.readLoop()
+	go s.readLoop(s.seam)
 
 	// The handshake timeout closes the connection rather than setting a
 	// read deadline on it (see seam).
@@ -404,13 +426,21 @@ func (s *Session) Accept() (net.Conn, error) {
 
 // Addr returns the local address of the underlying connection
 // (net.Listener).
-func (s *Session) Addr() net.Addr { return s.seam.conn.LocalAddr() }
+func (s *Session) Addr() net.Addr { return s.LocalAddr() }
 
-// LocalAddr returns the local address of the underlying connection.
-func (s *Session) LocalAddr() net.Addr { return s.seam.conn.LocalAddr() }
+// LocalAddr returns the local address of the underlying connection (of
+// the current one, for a session that resumed on a new connection).
+func (s *Session) LocalAddr() net.Addr { return s.conn().LocalAddr() }
 
-// RemoteAddr returns the remote address of the underlying connection.
-func (s *Session) RemoteAddr() net.Addr { return s.seam.conn.RemoteAddr() }
+// RemoteAddr returns the remote address of the underlying connection (of
+// the current one, for a session that resumed on a new connection).
+func (s *Session) RemoteAddr() net.Addr { return s.conn().RemoteAddr() }
+
+func (s *Session) conn() net.Conn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.seam.conn
+}
 
 // Close ends the session: a GOAWAY is sent if the connection still works,
 // the connection is closed, every stream's blocked and later calls fail
@@ -533,6 +563,10 @@ func (s *Session) Compression() Compression {
 	return CompressionNone
 }
 
+// detached reports whether the session lost its connection and waits to
+// be resumed. Called with s.mu held.
+func (s *Session) detached() bool { return s.res != nil && s.res.detached }
+
 // shutdown ends the session with cause. If flush, the writer first sends
 // what is queued (bounded by ConnectionWriteTimeout); otherwise the
 // connection is closed at once. Called with s.mu held.
@@ -554,6 +588,7 @@ func (s *Session) shutdown(cause error, flush bool) {
 		st.sessionClosed()
 	}
 	clear(s.pings) // waiting Pings see s.done
+	s.endResume()
 	s.ctlRoom.Broadcast()
 	close(s.done)
 	if flush {
@@ -592,8 +627,8 @@ func (s *Session) fail(code frame.ErrorCode, reason string) {
 func (s *Session) keepalive() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closeErr != nil {
-		return
+	if s.closeErr != nil || s.detached() {
+		return // a resume restarts it
 	}
 	now := time.Now()
 	if !s.pingSentAt.IsZero() {
@@ -605,6 +640,9 @@ func (s *Session) keepalive() {
 			since = s.lastRx
 		}
 		if now.Sub(since) >= s.cfg.KeepAliveTimeout {
+			if s.connLost(s.seam, fmt.Errorf("no frame from the peer for KeepAliveTimeout (%v)", s.cfg.KeepAliveTimeout)) {
+				return
+			}
 			s.log.Warn("braid: keepalive timeout; closing session", "timeout", s.cfg.KeepAliveTimeout, "remote", s.seam.conn.RemoteAddr())
 			s.sched.PushControl(&frame.Frame{Type: frame.GoAway, LastStreamID: s.lastPeerID, ErrorCode: frame.KeepAliveTimeout})
 			s.shutdown(ErrKeepAliveTimeout, true)
@@ -656,13 +694,14 @@ type Stats struct {
 	FlowControlBlocked         time.Duration // total time Writes waited for credit
 	ProtocolErrors             uint64
 	Compression                Compression
+	Resumes                    uint64 // connections re-attached to the session after one broke (Dial, Listener)
 }
 
 type statCounters struct {
 	bytesSent, bytesRecv, framesSent, framesRecv atomic.Uint64
 	dataSent, dataRecv, writes                   atomic.Uint64
 	streamsOpened, streamsAccepted, refused      atomic.Uint64
-	protocolErrors                               atomic.Uint64
+	protocolErrors, resumes                      atomic.Uint64
 	blockedNanos                                 atomic.Int64
 }
 
@@ -685,5 +724,6 @@ func (s *Session) Stats() Stats {
 		FlowControlBlocked: time.Duration(c.blockedNanos.Load()),
 		ProtocolErrors:     c.protocolErrors.Load(),
 		Compression:        s.Compression(),
+		Resumes:            c.resumes.Load(),
 	}
 }

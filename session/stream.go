@@ -446,7 +446,7 @@ func (st *Stream) transmitUnlocking(p []byte, framed []byte) (int, error) {
 			break
 		}
 		canSend := framed != nil || (ms.Credit() > 0 && s.sendWin.Available() > 0)
-		if !guarded && directWrites && !s.connBusy && !s.closing && s.sched.HasWork(s.sendWin.Available()) {
+		if !guarded && directWrites && s.connFree() && !s.closing && s.sched.HasWork(s.dataRoom()) {
 			// The connection is idle and something can be sent (ours,
 			// or frames queued while we wrote): write it ourselves
 			// rather than wait for the writer goroutine to be scheduled.
@@ -548,7 +548,7 @@ func (st *Stream) writeCompressedUnlocking(p []byte) (int, error) {
 			if err = st.writeErr(); err == nil && st.writeExpired() {
 				err = errTimeout
 			}
-			if err != nil || (ms.Credit() >= int64(len(chunk)) && s.sendWin.Available() >= int64(len(chunk))) {
+			if err != nil || (ms.Credit() >= int64(len(chunk)) && s.dataRoom() >= int64(len(chunk))) {
 				break
 			}
 			st.send.creditWait = true

@@ -196,6 +196,14 @@ A connection that has not logged in within --auth-timeout is closed; at most
 --max-unauthenticated may be in that phase. Nothing is forwarded or bound
 before the login succeeds.
 
+Resuming: when a client's connection breaks, its session, its -R ports and
+its live connections are kept for --resume-timeout (default 60s); a client
+that comes back in time proves it holds the session's secret (no new login)
+and every connection carries on byte for byte. A resuming connection must
+finish TLS and its resume handshake within --auth-timeout, and counts
+against --max-unauthenticated only until it asks to resume. --resume-timeout 0
+turns resuming off: a broken connection ends the session and frees its ports.
+
 Rules (--allow, repeatable, and allow in the auth file): KIND:HOST:PORTS
   KIND   L, R, D or a combination (LD): -L and -D rules match the destination
          the server dials, -R rules the address the server binds.
@@ -222,6 +230,7 @@ func newServerCmd() *cobra.Command {
 		tlsCert, tlsKey, tlsClientCA          string
 		allow                                 []string
 		authTimeout, drain, keepAlive, kaTime time.Duration
+		resumeTimeout                         time.Duration
 		maxUnauth, maxForwards, maxConns      int
 	)
 	cmd := &cobra.Command{
@@ -246,7 +255,8 @@ func newServerCmd() *cobra.Command {
 	f.IntVar(&maxConns, "max-conns", 4096, "most open forwarded connections per client")
 	f.DurationVar(&drain, "drain-timeout", 10*time.Second, "on SIGINT/SIGTERM, wait this long for live connections")
 	f.DurationVar(&keepAlive, "keepalive", 10*time.Second, "PING interval on each session")
-	f.DurationVar(&kaTime, "keepalive-timeout", 15*time.Second, "drop a client whose PING is unanswered this long")
+	f.DurationVar(&kaTime, "keepalive-timeout", 15*time.Second, "drop a client's connection whose PING is unanswered this long")
+	f.DurationVar(&resumeTimeout, "resume-timeout", 60*time.Second, "keep a client's session this long after its connection broke, for it to resume (0: off)")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		if err := c.prepare(cmd); err != nil {
 			fmt.Fprintln(os.Stderr, "braid server:", err)
@@ -304,7 +314,8 @@ func newServerCmd() *cobra.Command {
 			AuthTimeout: authTimeout, MaxUnauthenticated: maxUnauth,
 			MaxForwards: maxForwards, MaxConns: maxConns,
 			KeepAlive: keepAlive, KeepAliveTimeout: kaTime,
-			Logger: log,
+			ResumeTimeout: resumeFlag(resumeTimeout),
+			Logger:        log,
 		})
 		if err != nil {
 			return fatal(log, err)
@@ -380,8 +391,13 @@ The token comes from BRAID_TOKEN or --token-file, never from the command
 line. A refused token ends the client with exit status 1 (no retries).
 
 Staying up: the client notices a dead link within --keepalive +
---keepalive-timeout and reconnects with exponential backoff and jitter, up
-to --reconnect-max between attempts; -L and -D keep listening, and new
+--keepalive-timeout and dials again at once. For up to --resume-timeout
+(default 60s; 0 turns it off) it resumes its session: live connections
+through -L, -R and -D carry on byte for byte after the pause, and the -R
+ports stay bound on the server. If the session cannot be resumed (the
+server restarted, or the time passed), the client logs in again as a new
+session and reconnects with exponential backoff and jitter, up to
+--reconnect-max between attempts; -L and -D keep listening, and new
 connections wait up to --connect-wait for the link; -R forwards are bound
 again on the server. SIGHUP skips the current wait. SIGINT or SIGTERM stops
 listening, waits up to --drain-timeout for live connections, and exits 0.
@@ -397,6 +413,7 @@ func newClientCmd() *cobra.Command {
 		tlsCert, tlsKey, compress, statusMode      string
 		locals, remotes, dynamics                  []string
 		keepAlive, kaTime, recMax, wait, drain     time.Duration
+		resumeTimeout                              time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "client --server HOST:PORT [-L SPEC]... [-R SPEC]... [-D SPEC]... [flags]",
@@ -417,7 +434,8 @@ func newClientCmd() *cobra.Command {
 	f.StringArrayVarP(&remotes, "remote", "R", nil, "[BIND:]PORT:HOST:HOSTPORT: listen on the server, connect from here")
 	f.StringArrayVarP(&dynamics, "dynamic", "D", nil, "[BIND:]PORT: SOCKS5 proxy here, connections leave from the server")
 	f.DurationVar(&keepAlive, "keepalive", 10*time.Second, "PING interval")
-	f.DurationVar(&kaTime, "keepalive-timeout", 15*time.Second, "reconnect when a PING is unanswered this long")
+	f.DurationVar(&kaTime, "keepalive-timeout", 15*time.Second, "redial when a PING is unanswered this long")
+	f.DurationVar(&resumeTimeout, "resume-timeout", 60*time.Second, "after the connection broke, try this long to resume the session and its live connections (0: off)")
 	f.DurationVar(&recMax, "reconnect-max", 30*time.Second, "longest wait between reconnection attempts")
 	f.DurationVar(&wait, "connect-wait", 30*time.Second, "how long a new connection waits for the link")
 	f.DurationVar(&drain, "drain-timeout", 10*time.Second, "on SIGINT/SIGTERM, wait this long for live connections")
@@ -523,7 +541,7 @@ func newClientCmd() *cobra.Command {
 		cl, err := tunnel.NewClient(tunnel.ClientConfig{
 			Server: server, Dial: dial, IsFatal: isTrustError, Token: tok, Forwards: fws,
 			Compression: comp, KeepAlive: keepAlive, KeepAliveTimeout: kaTime,
-			ReconnectMax: recMax, ConnectWait: wait, DrainTimeout: drain, Logger: log,
+			ResumeTimeout: resumeFlag(resumeTimeout), ReconnectMax: recMax, ConnectWait: wait, DrainTimeout: drain, Logger: log,
 		})
 		if err != nil {
 			return fatal(log, err)
@@ -564,6 +582,15 @@ func newClientCmd() *cobra.Command {
 		return nil
 	}
 	return cmd
+}
+
+// resumeFlag turns --resume-timeout into the tunnel's ResumeTimeout: 0
+// (or less) turns resuming off, which the tunnel spells negative.
+func resumeFlag(d time.Duration) time.Duration {
+	if d <= 0 {
+		return -1
+	}
+	return d
 }
 
 // isTrustError reports errors that retrying cannot fix: the server's key

@@ -12,9 +12,9 @@
 //	braid_connected                          gauge   1 if the link is up (client) or the server listens
 //	braid_sessions                           gauge   authenticated sessions now
 //	braid_unauthenticated_connections        gauge   connections still in TLS/HELLO/auth (server)
-//	braid_sessions_established_total         counter Snapshot.Reconnects: on a client the sessions
-//	                                                 established after the first one (reconnects), on a
-//	                                                 server the sessions accepted in total
+//	braid_sessions_established_total         counter Snapshot.Reconnects: on a client the times the link
+//	                                                 came back (sessions after the first, plus resumes), on
+//	                                                 a server the sessions accepted in total
 //	braid_auth_failures_total                counter logins refused (server) or refusals received (client)
 //	braid_rtt_seconds                        gauge   smoothed keepalive RTT, 0 if unknown
 //	braid_streams_open                       gauge   open streams over the live sessions

@@ -40,8 +40,15 @@ type ClientConfig struct {
 	// Compression asks the server for compressed sessions.
 	Compression session.Compression
 	// KeepAlive and KeepAliveTimeout set the session keepalive: a dead
-	// server is noticed within their sum. Defaults 10 s and 15 s.
+	// link is noticed within their sum. Defaults 10 s and 15 s.
 	KeepAlive, KeepAliveTimeout time.Duration
+	// ResumeTimeout is how long the client tries to resume its session
+	// after the connection broke: it dials again (through Dial) and, if
+	// the server still holds the session, every live forwarded connection
+	// carries on where it stopped. When that fails (the server restarted,
+	// or the time passed) it logs in again as a new session. Default
+	// 60 s; negative turns resumption off.
+	ResumeTimeout time.Duration
 	// ReconnectMax caps the wait between reconnection attempts (the wait
 	// doubles from 250 ms, with jitter). Default 30 s.
 	ReconnectMax time.Duration
@@ -98,13 +105,15 @@ type Client struct {
 	stats     []*counters // one per Forward, same order
 	hasRemote bool        // any -R forward: accept the server's streams
 
-	mu         sync.Mutex
-	sess       *session.Session
-	ready      chan struct{} // closed when sess is set
-	redial     chan struct{}
-	reconnects atomic.Uint64 // sessions established, the first included
-	authFail   atomic.Uint64
-	lastStats  session.Stats
+	mu          sync.Mutex
+	sess        *session.Session
+	link        *uplink       // sess's connection
+	ready       chan struct{} // closed when sess is set
+	redial      chan struct{}
+	reconnects  atomic.Uint64 // sessions established, the first included
+	authFail    atomic.Uint64
+	lastStats   session.Stats
+	pastResumes uint64 // resumes of the sessions that ended
 
 	wg    sync.WaitGroup // connection goroutines
 	conns sync.WaitGroup // live forwarded connections
@@ -143,21 +152,27 @@ func (c *Client) Redial() {
 	}
 }
 
-// Snapshot returns the client's counters.
+// Snapshot returns the client's counters. Reconnects counts both the
+// sessions established after the first and the times a session resumed
+// on a new connection: each time the link to the server came back.
+// Connected is false while a session waits to be resumed.
 func (c *Client) Snapshot() Snapshot {
 	c.mu.Lock()
-	sess := c.sess
+	sess, ln := c.sess, c.link
 	last := c.lastStats
+	resumes := c.pastResumes
 	c.mu.Unlock()
 	snap := Snapshot{Role: "client", AuthFailures: c.authFail.Load(), Session: last}
 	if n := c.reconnects.Load(); n > 1 {
 		snap.Reconnects = n - 1 // sessions after the first
 	}
 	if sess != nil && !sess.IsClosed() {
-		snap.Connected = true
 		snap.Sessions = 1
 		snap.Session = sess.Stats()
+		resumes += snap.Session.Resumes
+		snap.Connected = ln == nil || !ln.isDown(snap.Session.Resumes)
 	}
+	snap.Reconnects += resumes
 	snap.RTT = snap.Session.RTT
 	for _, s := range c.stats {
 		snap.Forwards = append(snap.Forwards, s.snapshot())
@@ -262,7 +277,7 @@ func (c *Client) loop(ctx context.Context) error {
 				return nil
 			}
 		}
-		sess, results, err := c.connect(ctx)
+		sess, ln, results, err := c.connect(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -300,6 +315,7 @@ func (c *Client) loop(ctx context.Context) error {
 		}
 		c.mu.Lock()
 		c.sess = sess
+		c.link = ln
 		close(c.ready)
 		c.mu.Unlock()
 
@@ -309,40 +325,52 @@ func (c *Client) loop(ctx context.Context) error {
 		c.lastStats = sess.Stats()
 		c.ready = make(chan struct{})
 		if ctx.Err() == nil {
-			c.sess = nil
+			c.sess, c.link = nil, nil
+			c.pastResumes += c.lastStats.Resumes
 		}
 		c.mu.Unlock()
 		if ctx.Err() != nil {
 			return nil
 		}
-		c.log.Warn("disconnected", "server", c.cfg.Server, "error", errString(sess.Err()))
+		if ln.lost() {
+			// "disconnected" was logged when the connection broke.
+			c.log.Warn("session not resumed; logging in again", "server", c.cfg.Server, "error", errString(sess.Err()))
+		} else {
+			c.log.Warn("disconnected", "server", c.cfg.Server, "error", errString(sess.Err()))
+		}
 		sess.Close()
+		if err := ln.fatal(); err != nil {
+			return err
+		}
 		attempt = -1 // the first retry after a working session is at once
 	}
 	return nil
 }
 
-// connect dials, runs the braid handshake and logs in.
-func (c *Client) connect(ctx context.Context) (*session.Session, []remoteResult, error) {
+// connect dials, runs the braid handshake and logs in. The session
+// redials through ln when its connection breaks, and resumes.
+func (c *Client) connect(ctx context.Context) (*session.Session, *uplink, []remoteResult, error) {
 	dctx, cancel := context.WithTimeout(ctx, c.cfg.DialTimeout)
 	defer cancel()
-	conn, err := c.cfg.Dial(dctx)
-	if err != nil {
-		return nil, nil, err
-	}
 	scfg := session.DefaultConfig()
 	scfg.KeepAliveInterval = c.cfg.KeepAlive
 	scfg.KeepAliveTimeout = c.cfg.KeepAliveTimeout
 	scfg.Compression = c.cfg.Compression
 	scfg.HandshakeTimeout = c.cfg.DialTimeout
+	scfg.ResumeTimeout = c.cfg.ResumeTimeout
 	scfg.Logger = c.log
-	sess, err := session.Client(conn, scfg)
+	ln := &uplink{c: c}
+	sess, err := session.Dial(dctx, ln.dial, scfg)
 	if err != nil {
-		return nil, nil, fmt.Errorf("braid handshake with %s: %w", c.cfg.Server, err)
+		if err := ln.dialErr(); err != nil {
+			return nil, nil, nil, err // as Dial returned it, for IsFatal
+		}
+		return nil, nil, nil, fmt.Errorf("braid handshake with %s: %w", c.cfg.Server, err)
 	}
-	fail := func(err error) (*session.Session, []remoteResult, error) {
+	ln.start(sess)
+	fail := func(err error) (*session.Session, *uplink, []remoteResult, error) {
 		sess.Close()
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	ctl, err := sess.OpenStream(dctx)
 	if err != nil {
@@ -376,7 +404,140 @@ func (c *Client) connect(ctx context.Context) (*session.Session, []remoteResult,
 			return fail(fmt.Errorf("server answered for a forward it was not asked for (id %d)", r.ID))
 		}
 	}
-	return sess, reply.Remote, nil
+	return sess, ln, reply.Remote, nil
+}
+
+// uplink is the connection under one session, as the client sees it.
+// session.Dial calls dial for the session's first connection, and again
+// each time the connection broke, to resume the session on a new one.
+// An uplink reports the breaks and the resumes in the log ("disconnected",
+// "connected" with resumed=true) and tells Snapshot whether the session
+// is waiting to be resumed. Its methods are safe for concurrent use.
+type uplink struct {
+	c *Client
+
+	mu          sync.Mutex
+	sess        *session.Session // once connect has it
+	dials       int
+	firstErr    error  // the first dial's error
+	fatalErr    error  // a redial's error that resuming cannot fix
+	down        bool   // the connection broke...
+	downResumes uint64 // ...when the session had resumed this many times
+}
+
+// start notes the session the link belongs to.
+func (l *uplink) start(sess *session.Session) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.sess = sess
+}
+
+// dial is the session's dial function.
+func (l *uplink) dial(ctx context.Context) (net.Conn, error) {
+	l.mu.Lock()
+	l.dials++
+	first := l.dials == 1
+	sess := l.sess
+	l.mu.Unlock()
+	if !first && sess != nil {
+		l.broke(sess)
+	}
+	conn, err := l.c.cfg.Dial(ctx)
+	if err == nil {
+		return conn, nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch {
+	case first:
+		l.firstErr = err
+	case l.c.cfg.IsFatal(err) && sess != nil && l.fatalErr == nil:
+		// The server's key changed: no retry will do. End the session
+		// (not from here: Close waits for the goroutine calling dial),
+		// and the client with it.
+		l.fatalErr = err
+		l.c.wg.Add(1)
+		go func() {
+			defer l.c.wg.Done()
+			sess.Close()
+		}()
+	}
+	return nil, err
+}
+
+// broke handles a redial: the first of an outage logs it and starts a
+// watch for the resume.
+func (l *uplink) broke(sess *session.Session) {
+	resumes := sess.Stats().Resumes
+	l.mu.Lock()
+	if l.down && resumes <= l.downResumes {
+		l.mu.Unlock()
+		return // another attempt in the same outage
+	}
+	l.down, l.downResumes = true, resumes
+	l.mu.Unlock()
+	l.c.log.Warn("disconnected", "server", l.c.cfg.Server, "resuming", true, "resume_timeout", l.c.resumeTimeout())
+	l.c.wg.Add(1)
+	go l.watch(sess, resumes)
+}
+
+// watch waits for the session to resume after the outage that began
+// when it had resumed at times, and logs it. It returns when the session
+// resumes or ends.
+func (l *uplink) watch(sess *session.Session, at uint64) {
+	defer l.c.wg.Done()
+	t := time.NewTicker(resumePoll)
+	defer t.Stop()
+	for {
+		select {
+		case <-sess.CloseChan():
+			return
+		case <-t.C:
+		}
+		if sess.Stats().Resumes > at {
+			l.c.log.Info("connected", "server", l.c.cfg.Server, "resumed", true)
+			return
+		}
+	}
+}
+
+// resumePoll is how often an uplink looks for its session's resume, to log
+// it (Snapshot does not wait for it).
+const resumePoll = 50 * time.Millisecond
+
+// isDown reports whether the session, which has resumed resumes times,
+// is waiting to be resumed.
+func (l *uplink) isDown(resumes uint64) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.down && resumes <= l.downResumes
+}
+
+// lost reports whether the session ended while waiting to be resumed.
+func (l *uplink) lost() bool {
+	l.mu.Lock()
+	sess := l.sess
+	l.mu.Unlock()
+	return sess != nil && l.isDown(sess.Stats().Resumes)
+}
+
+func (l *uplink) dialErr() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.firstErr
+}
+
+func (l *uplink) fatal() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.fatalErr
+}
+
+func (c *Client) resumeTimeout() time.Duration {
+	if c.cfg.ResumeTimeout == 0 {
+		return 60 * time.Second // session's default
+	}
+	return c.cfg.ResumeTimeout
 }
 
 // serve accepts the streams the server opens (-R connections) until

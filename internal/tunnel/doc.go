@@ -32,18 +32,27 @@
 //   - -R. The server listens for each -R forward of the login; for each
 //     connection it opens a stream with {kind: "R", id} and the client
 //     dials the forward's target and answers as above.
-//   - Reconnection. instance is random per client process. A login with
-//     the instance of a session the server still holds (the old link died
-//     without either side noticing yet) closes that session first, so its
-//     -R ports are free for the new one: "port already in use" cannot
-//     follow a reconnect. A server frees a client's ports the moment its
-//     session ends.
+//   - Resumption. The client makes its session with session.Dial and the
+//     server accepts through a session.Listener, so a broken connection
+//     does not end the session: the client dials again and resumes it,
+//     every forwarded connection carries on byte for byte, and nobody
+//     logs in again (ResumeTimeout, --resume-timeout, 60 s by default).
+//   - Reconnection. When a session cannot be resumed (the server
+//     restarted, or the timeout passed) the client logs in again on a new
+//     session. instance is random per client process. A login with the
+//     instance of a session the server still holds (one still waiting to
+//     be resumed, or whose link died without either side noticing yet)
+//     closes that session first, so its -R ports are free for the new
+//     one: "port already in use" cannot follow a reconnect. A server frees
+//     a client's ports the moment its session ends.
 //
 // # Goroutines
 //
 // Server.Serve and Client.Run own every goroutine they start: a
-// handshake per connection before login, an accept loop per session and
-// per listener, and two per forwarded connection (one per direction).
+// handshake per connection before login (the session.Listener's, then
+// the login's), an accept loop per session and per listener, the client's
+// resume watcher during an outage, and two per forwarded connection (one
+// per direction).
 // All of them have exited when Serve (after Close or Shutdown) or Run
 // returns.
 package tunnel

@@ -30,11 +30,19 @@ type ServerConfig struct {
 	// defaults (any -L/-D destination, -R on loopback only).
 	Policy *auth.Policy
 	// AuthTimeout bounds TLS, the braid handshake and the login of a new
-	// connection together. Default 10 s.
+	// connection together (or TLS and the resume handshake of a
+	// connection that resumes a session). Default 10 s.
 	AuthTimeout time.Duration
 	// MaxUnauthenticated caps connections still in that phase; more are
-	// closed at once. Default 64.
+	// closed at once. A connection leaves it when its client logs in or
+	// when its first frame asks to resume a session (the resume proof is
+	// then checked at once). Default 64.
 	MaxUnauthenticated int
+	// ResumeTimeout is how long the session of a client whose connection
+	// broke is kept, with its -R ports and live connections, for the
+	// client to resume it on a new connection. Default 60 s; negative
+	// turns resumption off (a broken connection ends the session).
+	ResumeTimeout time.Duration
 	// MaxForwards caps a client's -R forwards (a user's own limit wins).
 	// Default 64.
 	MaxForwards int
@@ -94,7 +102,8 @@ type Server struct {
 	unath chan struct{} // semaphore: connections before login
 
 	mu       sync.Mutex
-	lns      map[net.Listener]struct{}
+	lns      map[*session.Listener]struct{}
+	unauth   map[string]*gatedConn // connections holding an unath slot, by connKey
 	clients  map[*serverClient]struct{}
 	byInst   map[string]*serverClient // user + "/" + instance
 	remotes  []*counters              // live -R listeners, for Snapshot
@@ -116,7 +125,8 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		cfg:      cfg,
 		log:      cfg.Logger,
 		unath:    make(chan struct{}, cfg.MaxUnauthenticated),
-		lns:      make(map[net.Listener]struct{}),
+		lns:      make(map[*session.Listener]struct{}),
+		unauth:   make(map[string]*gatedConn),
 		clients:  make(map[*serverClient]struct{}),
 		byInst:   make(map[string]*serverClient),
 		outbound: newCounters("-L/-D", Local.String()),
@@ -129,56 +139,47 @@ var ErrServerClosed = errors.New("tunnel: server closed")
 
 // Serve accepts connections on ln until Shutdown or Close, and returns
 // ErrServerClosed then (or the listener's error). ln is closed on return.
+//
+// Sessions are resumable (unless ResumeTimeout is negative): a client
+// whose connection broke comes back on a new one and carries on in the
+// session it had, without logging in again; its -R ports stay bound
+// meanwhile. Serve sees only new sessions, each of which must log in.
 func (s *Server) Serve(ln net.Listener) error {
+	l := session.NewListener(&gate{Listener: ln, s: s}, s.sessionConfig())
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
-		ln.Close()
+		l.Close()
 		return ErrServerClosed
 	}
-	s.lns[ln] = struct{}{}
+	s.lns[l] = struct{}{}
 	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()
-		delete(s.lns, ln)
+		delete(s.lns, l)
 		s.mu.Unlock()
-		ln.Close()
+		l.Close()
 	}()
-	var tempDelay time.Duration
 	for {
-		c, err := ln.Accept()
+		sess, err := l.Accept()
 		if err != nil {
-			s.mu.Lock()
-			closing := s.closing
-			s.mu.Unlock()
-			if closing {
+			if s.isClosing() {
 				return ErrServerClosed
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || isTemporary(err) {
-				// Out of file descriptors and the like: wait, then go on.
-				tempDelay = min(max(2*tempDelay, 5*time.Millisecond), time.Second)
-				s.log.Warn("accept failed; retrying", "error", err, "in", tempDelay)
-				time.Sleep(tempDelay)
-				continue
-			}
 			return err
-		}
-		tempDelay = 0
-		select {
-		case s.unath <- struct{}{}:
-		default:
-			s.log.Warn("too many unauthenticated connections; closing a new one",
-				"remote", c.RemoteAddr().String(), "limit", s.cfg.MaxUnauthenticated)
-			c.Close()
-			continue
 		}
 		s.pending.Add(1)
 		go func() {
 			defer s.pending.Done()
-			s.handshake(c)
+			s.handshake(sess)
 		}()
 	}
+}
+
+func (s *Server) isClosing() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closing
 }
 
 // isTemporary reports accept errors worth retrying (EMFILE, ENFILE,
@@ -193,42 +194,23 @@ type loginError struct{ code, msg string }
 
 func (e *loginError) Error() string { return e.msg }
 
-// handshake runs TLS, the braid handshake and the login on c, all within
-// AuthTimeout, then hands the session to a serverClient.
-func (s *Server) handshake(c net.Conn) {
-	released := false
-	release := func() {
-		if !released {
-			released = true
-			<-s.unath
-		}
+// handshake runs the login of a new session, within AuthTimeout of its
+// connection's accept (TLS and the braid handshake took the start of
+// it), then hands the session to a serverClient.
+func (s *Server) handshake(sess *session.Session) {
+	remote := sess.RemoteAddr().String()
+	deadline := time.Now().Add(s.cfg.AuthTimeout)
+	s.mu.Lock()
+	gc := s.unauth[connKey(sess.LocalAddr(), sess.RemoteAddr())]
+	s.mu.Unlock()
+	release := func() {}
+	if gc != nil {
+		deadline = gc.accepted.Add(s.cfg.AuthTimeout)
+		release = gc.release
 	}
 	defer release()
-	remote := c.RemoteAddr().String()
-	deadline := time.Now().Add(s.cfg.AuthTimeout)
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
-	conn := c
-	if s.cfg.TLS != nil {
-		tc := NewTLSServer(c, s.cfg.TLS)
-		if err := tc.HandshakeContext(ctx); err != nil {
-			s.log.Debug("TLS handshake failed", "remote", remote, "error", err)
-			c.Close()
-			return
-		}
-		conn = tc
-	}
-	scfg := s.sessionConfig()
-	scfg.HandshakeTimeout = time.Until(deadline)
-	if scfg.HandshakeTimeout <= 0 {
-		c.Close()
-		return
-	}
-	sess, err := session.Server(conn, scfg)
-	if err != nil {
-		s.log.Debug("braid handshake failed", "remote", remote, "error", err)
-		return
-	}
 	ctl, err := sess.AcceptStream(ctx)
 	if err != nil {
 		s.log.Debug("no login before the auth timeout", "remote", remote, "error", err)
@@ -279,6 +261,10 @@ func (s *Server) sessionConfig() *session.Config {
 	// The server accepts whatever the client asks for.
 	cfg.Compression = session.CompressionZstd
 	cfg.MaxIncomingStreams = s.cfg.MaxConns + 16
+	// TLS and the first frame of a connection (a new session's HELLO or
+	// a resume) must come within AuthTimeout.
+	cfg.HandshakeTimeout = s.cfg.AuthTimeout
+	cfg.ResumeTimeout = s.cfg.ResumeTimeout
 	cfg.Logger = s.log
 	return cfg
 }
@@ -385,11 +371,8 @@ func (s *Server) bindRemote(u *auth.User, r remoteReq) (net.Listener, error) {
 // connections have ended or ctx is done; then it closes every session.
 // It returns ctx.Err() if connections were cut.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.closeListeners()
 	s.mu.Lock()
-	s.closing = true
-	for ln := range s.lns {
-		ln.Close()
-	}
 	clients := make([]*serverClient, 0, len(s.clients))
 	for c := range s.clients {
 		clients = append(clients, c)
@@ -417,14 +400,26 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 // Close closes the server and every session at once.
 func (s *Server) Close() error {
-	s.mu.Lock()
-	s.closing = true
-	for ln := range s.lns {
-		ln.Close()
-	}
-	s.mu.Unlock()
+	s.closeListeners()
 	s.closeAll()
 	return nil
+}
+
+// closeListeners marks the server closing and closes its listeners.
+// Sessions waiting to be resumed end then: no client can reach them.
+func (s *Server) closeListeners() {
+	s.mu.Lock()
+	s.closing = true
+	lns := make([]*session.Listener, 0, len(s.lns))
+	for l := range s.lns {
+		lns = append(lns, l)
+	}
+	s.mu.Unlock()
+	// Not under s.mu: Close waits for the connections' handshakes,
+	// which release their slots under it.
+	for _, l := range lns {
+		l.Close()
+	}
 }
 
 func (s *Server) closeAll() {

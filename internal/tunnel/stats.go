@@ -22,8 +22,10 @@ type Snapshot struct {
 	// Unauthenticated is the number of connections still in the TLS,
 	// HELLO or auth phase (server only).
 	Unauthenticated int
-	// Reconnects counts sessions established after the first (client),
-	// or sessions accepted in total (server).
+	// Reconnects counts, on a client, the times the link to the server
+	// came back: sessions established after the first, plus sessions
+	// resumed on a new connection (Session.Resumes); on a server, the
+	// sessions accepted in total (resumes are not new sessions).
 	Reconnects uint64
 	// AuthFailures counts refused logins: on a server, tokens it refused;
 	// on a client, refusals it received.

@@ -1,0 +1,532 @@
+package session
+
+import (
+	"context"
+	"crypto/ecdh"
+	"crypto/hmac"
+	crand "crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	mrand "math/rand/v2"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/braidmux/braid/frame"
+)
+
+// Resumable sessions (SPEC.md §16). A session made by Dial or a Listener
+// survives its connection breaking: the client dials again, proves it
+// holds the session's secret, and both sides send again what the other
+// has not received. Streams see nothing but a pause.
+//
+// What is resent is not per stream but the session's whole frame
+// sequence: each side numbers the bytes of the frames it writes (the
+// HELLO is byte 0), keeps those the peer has not acknowledged in a replay
+// buffer (replayBuf), and the peer acknowledges with ACK frames; on
+// resume each side says how many bytes it received, and the other writes
+// the rest again. So every frame — DATA, SYN, FIN, RESET, WINDOW_UPDATE,
+// GOAWAY — arrives exactly once and in order, and flow control, stream
+// states and compression need no reconciling. DATA in the replay buffer
+// is at most what the peer has not yet read, which its windows bound;
+// the buffer's capacity (resumer.capacity) enforces it against a peer
+// that does not acknowledge.
+
+// resumer is a resumable session's state. Guarded by s.mu, except out
+// (see replayBuf).
+type resumer struct {
+	id     []byte           // the session's ID, chosen by the server
+	priv   *ecdh.PrivateKey // this side's X25519 key for the handshake
+	key    []byte           // its public half: this side's HELLO resume_key
+	secret []byte           // agreed in the handshake; never sent
+
+	// Sending.
+	sent     uint64    // bytes of our frame sequence written (or, while detached, put in out)
+	acked    uint64    // bytes of it the peer has acknowledged: where out starts
+	trimmed  uint64    // where out really starts (trimmed lazily, see trimOut)
+	out      replayBuf // bytes [trimmed, sent)
+	capacity uint64    // most bytes sent and unacknowledged before DATA waits
+
+	// Receiving.
+	received uint64 // bytes of the peer's frame sequence applied
+	ackSent  uint64 // received, as of the last ACK queued
+	ackEvery uint64 // ACK after this many bytes received
+
+	// The connection.
+	detached bool        // the connection is lost; waiting to be resumed
+	lostErr  error       // why it was lost
+	timer    *time.Timer // ResumeTimeout, while detached
+	swapping bool        // a resume is replacing the connection
+	swapped  sync.Cond   // on s.mu: signalled when connBusy is released during a swap
+
+	// Client side.
+	dial   func(context.Context) (net.Conn, error)
+	ctx    context.Context // ends with the session: stops redialling
+	cancel context.CancelFunc
+
+	// Server side: the Listener that made the session.
+	l *Listener
+}
+
+// newResumer returns the resumption state for a session that offers to
+// resume. Called before the session starts.
+func newResumer(s *Session, dial func(context.Context) (net.Conn, error), l *Listener) *resumer {
+	r := &resumer{dial: dial, l: l}
+	r.priv, _ = ecdh.X25519().GenerateKey(crand.Reader) // cannot fail with crypto/rand
+	r.key = r.priv.PublicKey().Bytes()
+	if !s.client {
+		r.id = make([]byte, 16)
+		crand.Read(r.id)
+	}
+	r.ctx, r.cancel = context.WithCancel(context.Background())
+	r.swapped.L = &s.mu
+	r.ackEvery = uint64(min(max(s.cfg.MaxSessionWindow/8, 4<<10), 1<<20))
+	return r
+}
+
+// agreeResume completes resumption's part of the handshake from the
+// peer's HELLO h: the session resumes only if both sides offered. Called
+// with s.mu held by applyHello.
+func (s *Session) agreeResume(h *frame.Settings) error {
+	r := s.res
+	if r == nil {
+		return nil
+	}
+	if len(h.ResumeKey) == 0 || (s.client && len(h.ResumeID) == 0) {
+		s.res = nil // the peer does not resume: a plain session
+		r.cancel()
+		return nil
+	}
+	peerKey, err := ecdh.X25519().NewPublicKey(h.ResumeKey)
+	if err != nil {
+		return fmt.Errorf("%w: peer's resume_key is not an X25519 public key: %v", ErrHandshake, err)
+	}
+	shared, err := r.priv.ECDH(peerKey)
+	if err != nil {
+		return fmt.Errorf("%w: peer's resume_key: %v", ErrHandshake, err)
+	}
+	r.priv = nil
+	if s.client {
+		if len(h.ResumeID) < 8 {
+			return fmt.Errorf("%w: peer's resume_id is too short", ErrHandshake)
+		}
+		r.id = append([]byte(nil), h.ResumeID...)
+	}
+	clientKey, serverKey := r.key, h.ResumeKey
+	if !s.client {
+		clientKey, serverKey = h.ResumeKey, r.key
+	}
+	r.secret = resumeSecret(s.seam.conn, shared, r.id, clientKey, serverKey)
+	r.capacity = uint64(h.SessionWindow) + replaySlack
+	if r.l != nil {
+		r.l.register(s, r.id)
+	}
+	return nil
+}
+
+// ackPiggyback is how much of the peer's sequence may arrive before an
+// ACK rides along with whatever this side writes next; ackEvery, larger,
+// is when one is sent on its own.
+const ackPiggyback = 32 << 10
+
+// replaySlack is what a replay buffer may hold beyond the peer's session
+// window: frames the peer received but has not acknowledged yet (it
+// acknowledges at least every MiB), and control frames.
+const replaySlack = 4 << 20
+
+// resumeSecret derives the session's resume secret from the X25519
+// shared secret of the HELLOs' resume keys (an eavesdropper on the first
+// connection cannot compute it; only an active attacker in the middle of
+// it could) and, over TLS, the connection's exporter (RFC 8446 §7.5),
+// which binds it to the TLS session and its authentication.
+func resumeSecret(conn net.Conn, shared, id, clientKey, serverKey []byte) []byte {
+	context := make([]byte, 0, len(id)+len(clientKey)+len(serverKey))
+	context = append(append(append(context, id...), clientKey...), serverKey...)
+	var exported []byte
+	if tc, ok := conn.(interface{ ConnectionState() tls.ConnectionState }); ok {
+		if cs := tc.ConnectionState(); cs.HandshakeComplete {
+			exported, _ = cs.ExportKeyingMaterial("EXPORTER-braid-resume", context, 32)
+		}
+	}
+	h := sha256.New()
+	h.Write([]byte("braid resume secret\x00"))
+	h.Write(shared)
+	h.Write(exported) // empty without TLS
+	h.Write(context)
+	return h.Sum(nil)
+}
+
+// resumeMAC is the proof of a resume handshake step: HMAC-SHA256 over
+// both sides' fresh nonces and the received count, under the session's
+// secret (SPEC.md §16.4).
+func resumeMAC(secret []byte, label string, id, clientNonce, serverNonce []byte, received uint64) []byte {
+	m := hmac.New(sha256.New, secret)
+	m.Write([]byte(label))
+	for _, b := range [][]byte{id, clientNonce, serverNonce} {
+		m.Write(binary.AppendUvarint(nil, uint64(len(b))))
+		m.Write(b)
+	}
+	m.Write(binary.BigEndian.AppendUint64(nil, received))
+	return m.Sum(nil)
+}
+
+// MAC labels.
+const (
+	clientProof = "braid resume client proof"
+	serverProof = "braid resume server proof"
+)
+
+// dataRoom is how many DATA bytes may be sent now: the session credit,
+// and for a resumable session the room left in its replay buffer. Called
+// with s.mu held.
+func (s *Session) dataRoom() int64 {
+	avail := s.sendWin.Available()
+	if r := s.res; r != nil && r.capacity > 0 {
+		used := r.sent - r.acked
+		if used >= r.capacity {
+			return 0
+		}
+		avail = min(avail, int64(r.capacity-used))
+	}
+	return avail
+}
+
+// connFree reports whether a writer may take the connection: nobody
+// holds it and no resume is swapping it. Called with s.mu held.
+func (s *Session) connFree() bool {
+	return !s.connBusy && (s.res == nil || !s.res.swapping)
+}
+
+// received notes n more bytes of the peer's frame sequence applied and
+// queues an ACK when one is due. Called with s.mu held by the reader.
+func (s *Session) receivedBytes(n uint64) {
+	r := s.res
+	if r == nil {
+		return
+	}
+	r.received += n
+	if r.capacity > 0 && r.received-r.ackSent >= r.ackEvery && s.closeErr == nil {
+		r.ackSent = r.received
+		s.sched.PushControl(&frame.Frame{Type: frame.Ack, Received: r.received})
+		s.wake()
+	}
+}
+
+// handleAck applies the peer's ACK: its replay of our bytes up to there
+// is no longer needed.
+func (s *Session) handleAck(f *frame.Frame) {
+	r := s.res
+	if r == nil || r.capacity == 0 {
+		return // not resumable: nothing to trim
+	}
+	if f.Received > r.sent {
+		s.fail(frame.ProtocolError, fmt.Sprintf("ACK of %d bytes, only %d sent", f.Received, r.sent))
+		return
+	}
+	if f.Received <= r.acked {
+		return // an old ACK, resent after a resume
+	}
+	full := r.sent-r.acked >= r.capacity
+	r.acked = f.Received
+	s.trimOut()
+	if full {
+		s.creditGrew() // DATA waited for room
+	}
+}
+
+// trimOut drops what the peer acknowledged from the replay buffer, unless
+// the connection's holder may be reading or appending to it. Called with
+// s.mu held.
+func (s *Session) trimOut() {
+	r := s.res
+	if s.connBusy || r.acked <= r.trimmed {
+		return
+	}
+	r.out.trim(int(r.acked - r.trimmed))
+	r.trimmed = r.acked
+}
+
+// connLost handles the loss of connection c of a resumable session: the
+// session detaches and waits up to ResumeTimeout to be resumed; a client
+// starts redialling. Streams see a pause. It reports false if the session
+// cannot resume (not resumable, ending, or the peer said goodbye), in
+// which case the caller ends it as a non-resumable session would. Called
+// with s.mu held.
+func (s *Session) connLost(c *seam, err error) bool {
+	r := s.res
+	if r == nil || r.capacity == 0 || s.closing || s.closeErr != nil || s.goAwayRecv {
+		return false
+	}
+	if c != s.seam || r.detached {
+		return true // already handled
+	}
+	r.detached = true
+	r.lostErr = err
+	c.conn.Close()
+	s.ctlRoom.Broadcast()
+	if s.kaTimer != nil {
+		s.kaTimer.Stop()
+	}
+	s.log.Info("braid: connection lost; waiting to resume the session", "err", err, "timeout", s.cfg.ResumeTimeout, "remote", c.conn.RemoteAddr())
+	timeout := s.cfg.ResumeTimeout
+	r.timer = time.AfterFunc(timeout, func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if r.detached && s.closeErr == nil {
+			s.shutdown(fmt.Errorf("%w: the connection was lost (%v) and not re-established within ResumeTimeout (%v)", ErrNotResumed, r.lostErr, timeout), false)
+		}
+	})
+	if r.l != nil {
+		r.l.detachedNow(s)
+	}
+	if s.client {
+		s.wg.Add(1)
+		go s.redialLoop(c)
+	}
+	s.wake() // the writer may go on filling the replay buffer
+	return true
+}
+
+// endResume releases what resumption holds when the session ends. Called
+// with s.mu held by shutdown.
+func (s *Session) endResume() {
+	r := s.res
+	if r == nil {
+		return
+	}
+	r.cancel()
+	if r.timer != nil {
+		r.timer.Stop()
+	}
+	if r.l != nil {
+		r.l.forget(s, r.id)
+	}
+	r.swapped.Broadcast()
+}
+
+// redialLoop is the client's goroutine while its session is detached: it
+// dials, resumes, and on failure tries again after a growing pause, until
+// it succeeds, the server refuses, or the session ends (ResumeTimeout).
+func (s *Session) redialLoop(lost *seam) {
+	defer s.wg.Done()
+	r := s.res
+	<-lost.readerDone // so that r.received is final
+	wait := 25 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		err := s.resumeOnce(r)
+		if err == nil {
+			return
+		}
+		if errors.Is(err, ErrNotResumed) { // a definite answer: stop
+			s.mu.Lock()
+			s.shutdown(err, false)
+			s.mu.Unlock()
+			return
+		}
+		s.log.Debug("braid: resume attempt failed", "attempt", attempt, "err", err)
+		// Full jitter, capped: a server that comes back is not met by
+		// every client at once.
+		t := time.NewTimer(wait/2 + mrand.N(wait/2+1))
+		select {
+		case <-t.C:
+		case <-r.ctx.Done():
+			t.Stop()
+			return
+		}
+		wait = min(2*wait, maxRedialWait)
+	}
+}
+
+// maxRedialWait caps the pause between resume attempts.
+const maxRedialWait = 2 * time.Second
+
+// resumeOnce dials and runs the client's side of the resume handshake
+// (SPEC.md §16.4). An error wrapping ErrNotResumed is the server's
+// definite refusal.
+func (s *Session) resumeOnce(r *resumer) error {
+	ctx, cancel := context.WithTimeout(r.ctx, s.cfg.HandshakeTimeout)
+	defer cancel()
+	conn, err := r.dial(ctx)
+	if err != nil {
+		return fmt.Errorf("dialling: %w", err)
+	}
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	c := newSeam(conn, s.cfg.MaxFrameSize)
+	c.door.done.Store(true)
+	fail := func(err error) error {
+		stop()
+		conn.Close()
+		return err
+	}
+	nonce := make([]byte, 16)
+	crand.Read(nonce)
+	req := frame.Frame{Type: frame.Resume, HasResume: true, Resume: frame.ResumeInfo{Step: frame.ResumeRequest, SessionID: r.id, Nonce: nonce}}
+	if _, err := conn.Write(req.Append(nil)); err != nil {
+		return fail(fmt.Errorf("sending resume request: %w", err))
+	}
+	f, err := c.rd.ReadFrame()
+	if err != nil {
+		return fail(fmt.Errorf("reading resume challenge: %w", err))
+	}
+	if err := refused(f); err != nil {
+		return fail(err)
+	}
+	if f.Type != frame.Resume || !f.HasResume || f.Resume.Step != frame.ResumeChallenge || len(f.Resume.Nonce) < 16 {
+		return fail(fmt.Errorf("peer answered a resume request with %v", f))
+	}
+	serverNonce := append([]byte(nil), f.Resume.Nonce...)
+	s.mu.Lock()
+	received := r.received
+	ok := s.closeErr == nil
+	s.mu.Unlock()
+	if !ok {
+		return fail(r.ctx.Err())
+	}
+	proof := frame.Frame{Type: frame.Resume, HasResume: true, Resume: frame.ResumeInfo{
+		Step: frame.ResumeProof, Received: received,
+		MAC: resumeMAC(r.secret, clientProof, r.id, nonce, serverNonce, received),
+	}}
+	if _, err := conn.Write(proof.Append(nil)); err != nil {
+		return fail(fmt.Errorf("sending resume proof: %w", err))
+	}
+	f, err = c.rd.ReadFrame()
+	if err != nil {
+		return fail(fmt.Errorf("reading resume answer: %w", err))
+	}
+	if err := refused(f); err != nil {
+		return fail(err)
+	}
+	if f.Type != frame.Resume || !f.HasResume || f.Resume.Step != frame.ResumeAccepted {
+		return fail(fmt.Errorf("peer answered a resume proof with %v", f))
+	}
+	want := resumeMAC(r.secret, serverProof, r.id, nonce, serverNonce, f.Resume.Received)
+	if !hmac.Equal(f.Resume.MAC, want) {
+		return fail(errors.New("the server's resume proof does not verify: it is not the server this session was made with"))
+	}
+	if !stop() {
+		return fail(ctx.Err()) // the handshake timed out just now: conn is closed
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.attachUnlocking(c, f.Resume.Received, nil)
+}
+
+// refused returns the ErrNotResumed error a RESUME REFUSED or a GOAWAY
+// answer carries, or nil.
+func refused(f *frame.Frame) error {
+	switch {
+	case f.Type == frame.Resume && f.HasResume && f.Resume.Step == frame.ResumeRefused:
+		return fmt.Errorf("%w: the server refused: %s; open a new session", ErrNotResumed, f.Debug)
+	case f.Type == frame.GoAway:
+		return fmt.Errorf("%w: the server ended the session: %v %s", ErrNotResumed, f.ErrorCode, f.Debug)
+	}
+	return nil
+}
+
+// attachUnlocking makes c the session's connection after a resume
+// handshake whose proof verified: it drops the old connection if it is
+// still up, waits for the old reader to exit and the connection to be
+// free, writes prefix(received) (the server's RESUME ACCEPTED, which
+// needs the final received count) and then every byte the peer has not
+// received (peerReceived on), and starts a reader on c. Called with s.mu
+// held; releases it while waiting and writing.
+func (s *Session) attachUnlocking(c *seam, peerReceived uint64, prefix func(received uint64) []byte) error {
+	r := s.res
+	for r.swapping && s.closeErr == nil { // another resume is attaching
+		r.swapped.Wait()
+	}
+	if s.closeErr != nil {
+		c.conn.Close()
+		return s.closeErr
+	}
+	r.swapping = true
+	defer func() {
+		r.swapping = false
+		r.swapped.Broadcast()
+	}()
+	old := s.seam
+	if !r.detached {
+		// The server may not have noticed the old connection die; the
+		// proof says the client has moved on.
+		r.detached = true
+		r.lostErr = errors.New("the client resumed on a new connection")
+		if s.kaTimer != nil {
+			s.kaTimer.Stop()
+		}
+	}
+	old.conn.Close()
+	s.ctlRoom.Broadcast()
+	for s.connBusy && s.closeErr == nil {
+		r.swapped.Wait()
+	}
+	s.mu.Unlock()
+	<-old.readerDone
+	s.mu.Lock()
+	if s.closeErr != nil {
+		c.conn.Close()
+		return s.closeErr
+	}
+	if peerReceived < r.acked || peerReceived > r.sent {
+		err := fmt.Errorf("%w: the peer says it received %d bytes, but %d were acknowledged and %d sent", ErrNotResumed, peerReceived, r.acked, r.sent)
+		c.conn.Close()
+		s.shutdown(err, false)
+		return err
+	}
+	r.acked = peerReceived
+	s.trimOut()
+	c.counted = c.rd.BytesRead() // the handshake frames are not in the sequence
+	c.door.done.Store(true)
+	tuneConn(c.conn, notSentLowat)
+	s.seam = c
+	r.detached = false
+	r.ackSent = r.received // the handshake told the peer
+	if r.timer != nil {
+		r.timer.Stop()
+		r.timer = nil
+	}
+	if r.l != nil {
+		r.l.attachedNow(s)
+	}
+	s.lastRx = time.Now()
+	s.pingSentAt = time.Time{}
+	s.stats.resumes.Add(1)
+	s.wg.Add(1)
+	go s.readLoop(c)
+	// Replay. The connection is ours (connBusy) until it is written.
+	s.connBusy = true
+	var bufs net.Buffers
+	if prefix != nil {
+		bufs = append(bufs, prefix(r.received))
+	}
+	bufs = append(bufs, r.out.buffers()...)
+	s.mu.Unlock()
+	c.conn.SetWriteDeadline(time.Now().Add(s.cfg.ConnectionWriteTimeout))
+	_, err := bufs.WriteTo(c.conn)
+	s.mu.Lock()
+	s.connBusy = false
+	if err != nil {
+		if !s.connLost(c, fmt.Errorf("resending after resume: %w", err)) {
+			s.shutdown(fmt.Errorf("writing to connection: %w", err), false)
+		}
+		return nil // the next attempt starts from connLost
+	}
+	s.trimOut()
+	s.log.Info("braid: session resumed", "remote", c.conn.RemoteAddr(), "resent_bytes", r.sent-peerReceived)
+	if s.kaTimer != nil && s.cfg.KeepAliveInterval > 0 {
+		s.kaTimer.Reset(min(s.cfg.KeepAliveInterval, s.cfg.KeepAliveTimeout))
+	}
+	s.wake()
+	for _, st := range s.streams {
+		st.notify()
+	}
+	return nil
+}
+
+// ErrNotResumed: a resumable session lost its connection and could not
+// get it back: ResumeTimeout passed, or the server no longer knows the
+// session. The session's calls fail with an error wrapping it (and
+// matching net.ErrClosed).
+var ErrNotResumed = errors.New("braid: session could not be resumed")
