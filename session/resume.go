@@ -504,7 +504,9 @@ func (s *Session) attachUnlocking(c *seam, peerReceived uint64, prefix func(rece
 	bufs = append(bufs, r.out.buffers()...)
 	s.mu.Unlock()
 	c.conn.SetWriteDeadline(time.Now().Add(s.cfg.ConnectionWriteTimeout))
-	_, err := bufs.WriteTo(c.conn)
+	n, err := bufs.WriteTo(c.conn)
+	s.stats.writes.Add(1)
+	s.stats.bytesSent.Add(uint64(n))
 	s.mu.Lock()
 	s.connBusy = false
 	if err != nil {

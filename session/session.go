@@ -682,7 +682,7 @@ func (d discardHandler) WithGroup(string) slog.Handler           { return d }
 
 // Stats is a snapshot of a session's counters.
 type Stats struct {
-	BytesSent, BytesReceived   uint64 // on the connection, framing included
+	BytesSent, BytesReceived   uint64 // on the connection, framing included (and what a resume sent again)
 	FramesSent, FramesReceived uint64
 	DataSent, DataReceived     uint64 // stream payload bytes
 	Writes                     uint64 // vectored writes to the connection
