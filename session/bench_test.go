@@ -417,17 +417,23 @@ func init() {
 func BenchmarkLink50ms1G(b *testing.B) {
 	cfg := linkemu.Config{RTT: 50 * time.Millisecond, Rate: 125_000_000}
 	const perOp = 1 << 20
-	for _, name := range []string{"tcp", "braid"} {
+	for _, name := range []string{"tcp", "braid", "braid-resume"} {
 		b.Run(name, func(b *testing.B) {
-			cc, sc, cleanup, err := linkemu.Pipe(cfg)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer cleanup()
-			var w, r net.Conn = cc, sc
-			if name == "braid" {
-				c, s := sessionPairOn(b, cc, sc, nil, nil)
-				w, r = streamPairOf(b, c, s)
+			var w, r net.Conn
+			switch name {
+			case "braid-resume":
+				w, r = resumeOverLink(b, cfg)
+			default:
+				cc, sc, cleanup, err := linkemu.Pipe(cfg)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer cleanup()
+				w, r = cc, sc
+				if name == "braid" {
+					c, s := sessionPairOn(b, cc, sc, nil, nil)
+					w, r = streamPairOf(b, c, s)
+				}
 			}
 			buf := make([]byte, bulkChunk)
 			move(b, w, r, buf, 32<<20)
@@ -485,4 +491,33 @@ func BenchmarkCompressionLink100M(b *testing.B) {
 			b.ReportMetric(float64(b.N*perOp)/b.Elapsed().Seconds()/float64(cfg.Rate), "xlink")
 		})
 	}
+}
+
+// resumeOverLink returns a stream pair of a resumable session (Dial and
+// a Listener) whose connection runs through an emulated link; all is
+// closed when the benchmark ends.
+func resumeOverLink(b *testing.B, cfg linkemu.Config) (w, r net.Conn) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	l := NewListener(ln, nil)
+	link, err := linkemu.Listen(ln.Addr().String(), cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	dial := func(ctx context.Context) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "tcp", link.Addr())
+	}
+	c, err := Dial(context.Background(), dial, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	s, err := l.Accept()
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { c.Close(); s.Close(); l.Close(); link.Close() })
+	return streamPairOf(b, c, s)
 }

@@ -15,7 +15,12 @@ type replayBuf struct {
 	chunks []*[]byte // each of capacity replayChunk, filled in order
 	head   int       // bytes of chunks[0] already trimmed
 	n      int       // bytes held
+	spare  []*[]byte // trimmed chunks kept for reuse while still in cache
 }
+
+// maxSpare is how many trimmed chunks a replay buffer keeps for reuse;
+// more go back to the shared pool.
+const maxSpare = 4
 
 // replayChunk is the capacity of one chunk of a replay buffer.
 const replayChunk = 64 << 10
@@ -25,7 +30,12 @@ func (b *replayBuf) append(p []byte) {
 	b.n += len(p)
 	for len(p) > 0 {
 		if len(b.chunks) == 0 || len(*b.chunks[len(b.chunks)-1]) == replayChunk {
-			c := frame.GetBuffer(replayChunk)
+			var c *[]byte
+			if k := len(b.spare); k > 0 {
+				c, b.spare = b.spare[k-1], b.spare[:k-1]
+			} else {
+				c = frame.GetBuffer(replayChunk)
+			}
 			*c = (*c)[:0]
 			b.chunks = append(b.chunks, c)
 		}
@@ -44,7 +54,11 @@ func (b *replayBuf) trim(n int) {
 	k := 0
 	for k < len(b.chunks) && n >= len(*b.chunks[k]) {
 		n -= len(*b.chunks[k])
-		frame.PutBuffer(b.chunks[k])
+		if len(b.spare) < maxSpare {
+			b.spare = append(b.spare, b.chunks[k])
+		} else {
+			frame.PutBuffer(b.chunks[k])
+		}
 		k++
 	}
 	if k > 0 { // keep the slice's front, so appending does not reallocate
@@ -71,5 +85,4 @@ func (b *replayBuf) buffers() net.Buffers {
 	return bufs
 }
 
-// release returns every chunk to the pool.
-func (b *replayBuf) release() { b.trim(b.n) }
+

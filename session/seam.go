@@ -293,7 +293,7 @@ func (s *Session) writeLoop() {
 // the connection back. Called with s.mu held and the connection free
 // (connFree); s.mu is released during the write.
 //
-// A resumable session first copies the batch to its replay buffer, and
+// A resumable session also copies the batch to its replay buffer, and
 // while its connection is lost writes there only: to Writes the batch is
 // sent, and a resume sends it again.
 func (s *Session) writeBatchUnlocking() {
@@ -332,16 +332,19 @@ func (s *Session) writeBatchUnlocking() {
 	}
 	s.mu.Unlock()
 
-	if r != nil {
-		for _, b := range w.batch.Buffers() {
-			r.out.append(b)
-		}
-	}
 	var err error
 	if !detached {
 		err = c.write()
 		s.stats.writes.Add(1)
 		s.stats.bytesSent.Add(uint64(w.batch.Size()))
+	}
+	if r != nil {
+		// After the write, so that the peer works on the batch while
+		// this side copies it (the batch's buffers stay valid until the
+		// Writes that own them see it sent, below).
+		for _, b := range w.batch.Buffers() {
+			r.out.append(b)
+		}
 	}
 	s.stats.framesSent.Add(uint64(w.batch.Frames()))
 	s.stats.dataSent.Add(uint64(used))
