@@ -343,6 +343,12 @@ func (l *Listener) register(s *Session, id []byte) {
 // waiting, the one that has waited longest ends. Called with s.mu held.
 func (l *Listener) detachedNow(s *Session) {
 	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		// No resume can reach it any more. (Not here: see below.)
+		go s.endDetached("the Listener was closed")
+		return
+	}
 	l.detached[s] = time.Now()
 	var oldest *Session
 	if len(l.detached) > l.cfg.MaxDetachedSessions {

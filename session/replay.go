@@ -84,5 +84,3 @@ func (b *replayBuf) buffers() net.Buffers {
 	}
 	return bufs
 }
-
-

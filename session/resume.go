@@ -59,6 +59,7 @@ type resumer struct {
 	detached bool        // the connection is lost; waiting to be resumed
 	lostErr  error       // why it was lost
 	timer    *time.Timer // ResumeTimeout, while detached
+	outages  int         // connections lost so far: which one timer is for
 	swapping bool        // a resume is replacing the connection
 	swapped  sync.Cond   // on s.mu: signalled when connBusy is released during a swap
 
@@ -272,10 +273,12 @@ func (s *Session) connLost(c *seam, err error) bool {
 	}
 	s.log.Info("braid: connection lost; waiting to resume the session", "err", err, "timeout", s.cfg.ResumeTimeout, "remote", c.conn.RemoteAddr())
 	timeout := s.cfg.ResumeTimeout
+	r.outages++
+	outage := r.outages
 	r.timer = time.AfterFunc(timeout, func() {
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		if r.detached && s.closeErr == nil {
+		if r.detached && r.outages == outage && s.closeErr == nil {
 			s.shutdown(fmt.Errorf("%w: the connection was lost (%v) and not re-established within ResumeTimeout (%v)", ErrNotResumed, r.lostErr, timeout), false)
 		}
 	})
