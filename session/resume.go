@@ -523,6 +523,8 @@ func (s *Session) attachUnlocking(c *seam, peerReceived uint64, prefix func(rece
 	if s.kaTimer != nil && s.cfg.KeepAliveInterval > 0 {
 		s.kaTimer.Reset(min(s.cfg.KeepAliveInterval, s.cfg.KeepAliveTimeout))
 	}
+	r.swapping = false // before the wake: the writer may go on (or flush and stop)
+	r.swapped.Broadcast()
 	s.wake()
 	for _, st := range s.streams {
 		st.notify()
