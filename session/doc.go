@@ -8,6 +8,12 @@
 // *Stream is a net.Conn; a *Session is a net.Listener, so it can be handed
 // to http.Server.Serve or grpc.Server.Serve as is.
 //
+// A session that must survive its connection breaking is made with Dial
+// on the client side (it takes a dial function, not a connection) and a
+// Listener on the server side: when the connection drops, the client
+// dials again and resumes the session, and every stream carries on
+// where it stopped, for up to Config.ResumeTimeout (SPEC.md §16).
+//
 // All methods of Session and Stream are safe for concurrent use by
 // multiple goroutines, as net.Conn and net.Listener require.
 //
