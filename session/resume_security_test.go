@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/braidmux/braid/frame"
+	"github.com/braidmux/braid/internal/cutrelay"
 	"github.com/braidmux/braid/session"
 )
 
@@ -33,148 +34,26 @@ import (
 
 // ---- loopback relay --------------------------------------------------
 
-// rsRelay forwards TCP connections to target and keeps, for each, the
-// first rsTeeMax bytes that went each way, so a test can read the wire
-// (an attacker's view) and replay it. cut kills every current connection
-// with a RST.
-type rsRelay struct {
-	ln     net.Listener
-	target string
-	wg     sync.WaitGroup
+// rsRecord is how many bytes of each direction of each relayed
+// connection the relay keeps, so a test can read the wire (an attacker's
+// view) and replay it.
+const rsRecord = 256 << 10
 
-	mu    sync.Mutex
-	pairs []*rsPair
-}
-
-// rsPair is one relayed connection: client is the dialler's side, server
-// the target's.
-type rsPair struct {
-	client, server net.Conn
-	up, down       rsTee // client→server, server→client
-}
-
-// rsTee records the first rsTeeMax bytes of one direction and counts all.
-type rsTee struct {
-	mu  sync.Mutex
-	buf []byte
-	n   int64
-}
-
-const rsTeeMax = 256 << 10
-
-func (t *rsTee) add(p []byte) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.n += int64(len(p))
-	if room := rsTeeMax - len(t.buf); room > 0 {
-		t.buf = append(t.buf, p[:min(room, len(p))]...)
-	}
-}
-
-func (t *rsTee) bytes() []byte {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return append([]byte(nil), t.buf...)
-}
-
-func (t *rsTee) count() int64 {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.n
-}
-
-func newRSRelay(t *testing.T, target string) *rsRelay {
+// rsConn returns the i-th connection relayed by r (0 = the first),
+// waiting for it to exist.
+func rsConn(t *testing.T, r *cutrelay.Relay, i int) *cutrelay.Conn {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &rsRelay{ln: ln, target: target}
-	r.wg.Add(1)
-	go r.acceptLoop()
-	t.Cleanup(func() {
-		ln.Close()
-		r.cut()
-		r.wg.Wait()
-	})
-	return r
-}
-
-func (r *rsRelay) addr() string { return r.ln.Addr().String() }
-
-func (r *rsRelay) acceptLoop() {
-	defer r.wg.Done()
-	for {
-		c, err := r.ln.Accept()
-		if err != nil {
-			return
-		}
-		s, err := net.DialTimeout("tcp", r.target, 5*time.Second)
-		if err != nil {
-			c.Close()
-			continue
-		}
-		p := &rsPair{client: c, server: s}
-		r.mu.Lock()
-		r.pairs = append(r.pairs, p)
-		r.mu.Unlock()
-		r.wg.Add(2)
-		go r.copy(s, c, &p.up)
-		go r.copy(c, s, &p.down)
-	}
-}
-
-func (r *rsRelay) copy(dst, src net.Conn, tee *rsTee) {
-	defer r.wg.Done()
-	defer src.Close()
-	defer dst.Close()
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := src.Read(buf)
-		if n > 0 {
-			tee.add(buf[:n])
-			if _, werr := dst.Write(buf[:n]); werr != nil {
-				return
-			}
-		}
-		if err != nil {
-			return
-		}
-	}
-}
-
-// cut kills every relayed connection at once (RST both ways).
-func (r *rsRelay) cut() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, p := range r.pairs {
-		for _, c := range []net.Conn{p.client, p.server} {
-			c.(*net.TCPConn).SetLinger(0)
-			c.Close()
-		}
-	}
-}
-
-func (r *rsRelay) numPairs() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return len(r.pairs)
-}
-
-// pair returns the i-th connection relayed (0 = the first), waiting for
-// it to exist.
-func (r *rsRelay) pair(t *testing.T, i int) *rsPair {
-	t.Helper()
-	var p *rsPair
+	var c *cutrelay.Conn
 	rsWaitFor(t, 10*time.Second, "relayed connection", func() bool {
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		if i < len(r.pairs) {
-			p = r.pairs[i]
-		}
-		return p != nil
+		c = r.Conn(i)
+		return c != nil
 	})
-	return p
+	return c
+}
+
+// rsCut returns a function that resets every connection through r.
+func rsCut(r *cutrelay.Relay) func() {
+	return func() { r.Cut() }
 }
 
 // ---- sessions over the relay -----------------------------------------
@@ -184,7 +63,7 @@ func (r *rsRelay) pair(t *testing.T, i int) *rsPair {
 type rsTCP struct {
 	ln     net.Listener // the Listener's own socket: attackers dial it directly
 	l      *session.Listener
-	relay  *rsRelay
+	relay  *cutrelay.Relay
 	cs, ss *session.Session
 	id     []byte // the session ID, read off the wire
 }
@@ -197,14 +76,10 @@ func rsStartTCP(t *testing.T, cfg *session.Config) *rsTCP {
 	}
 	x := &rsTCP{ln: ln, l: session.NewListener(ln, cfg)}
 	t.Cleanup(func() { x.l.Close() })
-	x.relay = newRSRelay(t, ln.Addr().String())
-	dial := func(ctx context.Context) (net.Conn, error) {
-		var d net.Dialer
-		return d.DialContext(ctx, "tcp", x.relay.addr())
-	}
+	x.relay = cutrelay.Start(t, ln.Addr().String(), &cutrelay.Config{Record: rsRecord})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if x.cs, err = session.Dial(ctx, dial, cfg); err != nil {
+	if x.cs, err = session.Dial(ctx, x.relay.Dial, cfg); err != nil {
 		t.Fatal(err)
 	}
 	if x.ss, err = x.l.Accept(); err != nil {
@@ -237,7 +112,7 @@ func rsStartTCP(t *testing.T, cfg *session.Config) *rsTCP {
 
 	// The server's HELLO is the first frame it sent; its resume_id is
 	// the session ID, in the clear.
-	f, err := frame.NewReader(bytes.NewReader(x.relay.pair(t, 0).down.bytes()), frame.MaxMaxFrameSize).ReadFrame()
+	f, err := frame.NewReader(bytes.NewReader(rsConn(t, x.relay, 0).Recorded(cutrelay.ToClient)), frame.MaxMaxFrameSize).ReadFrame()
 	if err != nil || f.Type != frame.Hello || len(f.Settings.ResumeID) == 0 {
 		t.Fatalf("the server's first frame is not a HELLO with a resume_id: %v, %v", f, err)
 	}
@@ -439,16 +314,16 @@ func TestResumeForgedProofRefused(t *testing.T) {
 	}
 
 	// The session never left its first connection.
-	first := x.relay.pair(t, 0)
-	up, down := first.up.count(), first.down.count()
+	first := rsConn(t, x.relay, 0)
+	up, down := first.Carried(cutrelay.ToServer), first.Carried(cutrelay.ToClient)
 	rsEcho(t, x.cs, 256<<10, nil)
-	if d := first.up.count() - up; d < 256<<10 {
+	if d := first.Carried(cutrelay.ToServer) - up; d < 256<<10 {
 		t.Errorf("after the forgeries, %d bytes went up the first connection, want ≥ %d: was it dropped?", d, 256<<10)
 	}
-	if d := first.down.count() - down; d < 256<<10 {
+	if d := first.Carried(cutrelay.ToClient) - down; d < 256<<10 {
 		t.Errorf("after the forgeries, %d bytes came down the first connection, want ≥ %d", d, 256<<10)
 	}
-	if n := x.relay.numPairs(); n != 1 {
+	if n := x.relay.Accepted(); n != 1 {
 		t.Errorf("%d connections relayed, want 1 (no reconnection)", n)
 	}
 	if c, s := x.cs.Stats().Resumes, x.ss.Stats().Resumes; c != 0 || s != 0 {
@@ -456,7 +331,7 @@ func TestResumeForgedProofRefused(t *testing.T) {
 	}
 
 	// A real cut mid-transfer: the real client resumes.
-	rsEcho(t, x.cs, 4<<20, x.relay.cut)
+	rsEcho(t, x.cs, 4<<20, rsCut(x.relay))
 	rsWaitResumes(t, x.cs, x.ss, 1)
 	if x.cs.IsClosed() || x.ss.IsClosed() {
 		t.Fatalf("session ended: client %v, server %v", x.cs.Err(), x.ss.Err())
@@ -472,11 +347,11 @@ func TestResumeForgedProofRefused(t *testing.T) {
 // resumes again after another cut.
 func TestResumeReplayRefused(t *testing.T) {
 	x := rsStartTCP(t, nil)
-	rsEcho(t, x.cs, 4<<20, x.relay.cut)
+	rsEcho(t, x.cs, 4<<20, rsCut(x.relay))
 	rsWaitResumes(t, x.cs, x.ss, 1)
 
-	second := x.relay.pair(t, 1)
-	rec := second.up.bytes()
+	second := rsConn(t, x.relay, 1)
+	rec := second.Recorded(cutrelay.ToServer)
 	// What was recorded is a resume handshake: REQUEST for this session,
 	// then PROOF; the server's CHALLENGE went the other way.
 	rd := frame.NewReader(bytes.NewReader(rec), frame.MaxMaxFrameSize)
@@ -488,7 +363,7 @@ func TestResumeReplayRefused(t *testing.T) {
 		t.Fatalf("the reconnection's second frame is %v (%v), want RESUME PROOF", f, err)
 	}
 	handshake := rec[:rd.BytesRead()]
-	f, err = frame.NewReader(bytes.NewReader(second.down.bytes()), frame.MaxMaxFrameSize).ReadFrame()
+	f, err = frame.NewReader(bytes.NewReader(second.Recorded(cutrelay.ToClient)), frame.MaxMaxFrameSize).ReadFrame()
 	if err != nil || f.Type != frame.Resume || f.Resume.Step != frame.ResumeChallenge {
 		t.Fatalf("the server's first answer on the reconnection is %v (%v), want RESUME CHALLENGE", f, err)
 	}
@@ -521,12 +396,12 @@ func TestResumeReplayRefused(t *testing.T) {
 	}
 
 	// The session stays on its second connection, untouched.
-	up := second.up.count()
+	up := second.Carried(cutrelay.ToServer)
 	rsEcho(t, x.cs, 256<<10, nil)
-	if d := second.up.count() - up; d < 256<<10 {
+	if d := second.Carried(cutrelay.ToServer) - up; d < 256<<10 {
 		t.Errorf("after the replays, %d bytes went up the resumed connection, want ≥ %d", d, 256<<10)
 	}
-	if n := x.relay.numPairs(); n != 2 {
+	if n := x.relay.Accepted(); n != 2 {
 		t.Errorf("%d connections relayed, want 2", n)
 	}
 	if c, s := x.cs.Stats().Resumes, x.ss.Stats().Resumes; c != 1 || s != 1 {
@@ -534,7 +409,7 @@ func TestResumeReplayRefused(t *testing.T) {
 	}
 
 	// And it resumes again.
-	rsEcho(t, x.cs, 4<<20, x.relay.cut)
+	rsEcho(t, x.cs, 4<<20, rsCut(x.relay))
 	rsWaitResumes(t, x.cs, x.ss, 2)
 }
 

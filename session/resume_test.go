@@ -23,11 +23,12 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/braidmux/braid/frame"
+	"github.com/braidmux/braid/internal/cutrelay"
 	"github.com/braidmux/braid/session"
 )
 
 // Acceptance tests for resumable sessions (issue 12): a client made by
-// Dial and a server from a Listener talk through a cutRelay; the relay
+// Dial and a server from a Listener talk through a cutrelay.Relay; the relay
 // resets the connection in the middle of transfers, in the middle of
 // half-closes and resets, and in the middle of the resume handshake, and
 // every stream must carry on as if nothing happened: every byte arrives
@@ -83,9 +84,9 @@ func (b *syncBuf) String() string {
 }
 
 // resumePair is a resumable client and server session talking through a
-// cutRelay.
+// cutrelay.Relay.
 type resumePair struct {
-	relay    *cutRelay
+	relay    *cutrelay.Relay
 	l        *session.Listener
 	cli, srv *session.Session
 }
@@ -117,7 +118,7 @@ func newResumePair(t *testing.T, ccfg, scfg *session.Config) *resumePair {
 		t.Fatal(err)
 	}
 	p := &resumePair{l: session.NewListener(ln, withLog(scfg, "server"))}
-	p.relay = newCutRelay(t, ln.Addr().String())
+	p.relay = cutrelay.Start(t, ln.Addr().String(), nil)
 
 	first := make(chan *session.Session, 1)
 	acceptDone := make(chan struct{})
@@ -168,7 +169,7 @@ func (p *resumePair) stats() string {
 	return fmt.Sprintf("client %+v (err %v)\nserver %+v (err %v)\nrelay: %d live, %d accepted, %d refused, passed %d/%d, dropped %d/%d",
 		p.cli.Stats(), p.cli.Err(), p.srv.Stats(), p.srv.Err(),
 		p.relay.Live(), p.relay.Accepted(), p.relay.Refused(),
-		p.relay.Passed(toServer), p.relay.Passed(toClient), p.relay.Dropped(toServer), p.relay.Dropped(toClient))
+		p.relay.Passed(cutrelay.ToServer), p.relay.Passed(cutrelay.ToClient), p.relay.Dropped(cutrelay.ToServer), p.relay.Dropped(cutrelay.ToClient))
 }
 
 // resumes returns both sessions' Stats().Resumes.
@@ -607,16 +608,16 @@ func TestResumeHandshakeCut(t *testing.T) {
 	}
 	cases := []struct {
 		name     string
-		dir      relayDir
+		dir      cutrelay.Direction
 		after    int64 // cut the resumed connection after this many bytes in dir; -1: refuse twice instead
 		hole     bool  // swallow client→server bytes before the first cut, so the client has lots to resend
 		cli, srv uint64
 	}{
-		{"request", toServer, 3, false, 1, 1},
-		{"proof", toServer, resumeRequestLen + 3, false, 1, 1},
-		{"challenge", toClient, 3, false, 1, 1},
-		{"accepted", toClient, resumeChallengeLen + 3, false, 1, 2},
-		{"resending", toServer, 256, true, 2, 2},
+		{"request", cutrelay.ToServer, 3, false, 1, 1},
+		{"proof", cutrelay.ToServer, resumeRequestLen + 3, false, 1, 1},
+		{"challenge", cutrelay.ToClient, 3, false, 1, 1},
+		{"accepted", cutrelay.ToClient, resumeChallengeLen + 3, false, 1, 2},
+		{"resending", cutrelay.ToServer, 256, true, 2, 2},
 		{"refused", 0, -1, false, 1, 1},
 	}
 	for _, tc := range cases {
@@ -631,10 +632,10 @@ func TestResumeHandshakeCut(t *testing.T) {
 						// Frames written to this connection from now on
 						// are lost: the client must resend them, and
 						// the handshake cut lands in the middle.
-						base := p.relay.Dropped(toServer)
-						p.relay.Blackhole(toServer)
+						base := p.relay.Dropped(cutrelay.ToServer)
+						p.relay.Blackhole(cutrelay.ToServer)
 						deadline := time.Now().Add(resumeWait)
-						for p.relay.Dropped(toServer)-base < 64<<10 {
+						for p.relay.Dropped(cutrelay.ToServer)-base < 64<<10 {
 							if time.Now().After(deadline) {
 								t.Errorf("the client wrote less than 64 KiB in %v", resumeWait)
 								break
@@ -890,11 +891,11 @@ func testResumeInFlight(t *testing.T, c session.Compression) {
 	sizes := []int{0, 1, 1000, 200 << 10} // all within the initial window
 	rounds := []struct {
 		name  string
-		holes []relayDir
+		holes []cutrelay.Direction
 	}{
-		{"both directions lost", []relayDir{toServer, toClient}},
-		{"server→client lost", []relayDir{toClient}},
-		{"client→server lost", []relayDir{toServer}},
+		{"both directions lost", []cutrelay.Direction{cutrelay.ToServer, cutrelay.ToClient}},
+		{"server→client lost", []cutrelay.Direction{cutrelay.ToClient}},
+		{"client→server lost", []cutrelay.Direction{cutrelay.ToServer}},
 	}
 	for round, rd := range rounds {
 		t.Logf("round %d: %s", round, rd.name)
@@ -987,7 +988,7 @@ func testResumeInFlight(t *testing.T, c session.Compression) {
 		// before: they are on the old connection too, or about to be.
 		for _, d := range rd.holes {
 			o := 0 // client→server carries what the client wrote
-			if d == toClient {
+			if d == cutrelay.ToClient {
 				o = 1
 			}
 			pollUntil(t, fmt.Sprintf("the %v bytes to be swallowed", d), func() bool {

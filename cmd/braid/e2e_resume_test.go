@@ -5,81 +5,12 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
-	"time"
+
+	"github.com/braidmux/braid/internal/cutrelay"
 )
-
-// cutRelay relays TCP connections from the client to the server and can
-// reset them all (SO_LINGER 0), as a dropped link does.
-type cutRelay struct {
-	ln     net.Listener
-	target string
-	wg     sync.WaitGroup
-	mu     sync.Mutex
-	conns  []*net.TCPConn
-}
-
-func newCutRelay(t *testing.T, target string) *cutRelay {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &cutRelay{ln: ln, target: target}
-	r.wg.Add(1)
-	go func() {
-		defer r.wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			u, err := net.DialTimeout("tcp", target, 5*time.Second)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			down, up := c.(*net.TCPConn), u.(*net.TCPConn)
-			r.mu.Lock()
-			r.conns = append(r.conns, down, up)
-			r.mu.Unlock()
-			r.wg.Add(2)
-			go r.copy(up, down)
-			go r.copy(down, up)
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		r.cut()
-		r.wg.Wait()
-	})
-	return r
-}
-
-func (r *cutRelay) copy(dst, src *net.TCPConn) {
-	defer r.wg.Done()
-	_, _ = io.Copy(dst, src)
-	dst.Close()
-	src.Close()
-}
-
-// cut resets every relayed connection, on both sides; it returns how
-// many it cut.
-func (r *cutRelay) cut() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	n := len(r.conns)
-	for _, c := range r.conns {
-		_ = c.SetLinger(0)
-		c.Close()
-	}
-	r.conns = nil
-	return n
-}
 
 // TestDownloadSurvivesCut is the acceptance test of resumable sessions
 // in the binary: a 64 MiB download through -L goes on, byte for byte,
@@ -90,10 +21,10 @@ func TestDownloadSurvivesCut(t *testing.T) {
 	h := newHarness(t)
 	ds := newDataServer(t)
 	s, addr, fp := h.startServer(nil)
-	relay := newCutRelay(t, addr)
+	relay := cutrelay.Start(t, addr, nil)
 	sp := spec("0", "127.0.0.1", ds.port)
-	c := h.startClient(nil, relay.ln.Addr().String(), "--fingerprint", fp, "-L", sp)
-	waitConnected(t, c, 0, relay.ln.Addr().String(), logWait)
+	c := h.startClient(nil, relay.Addr(), "--fingerprint", fp, "-L", sp)
+	waitConnected(t, c, 0, relay.Addr(), logWait)
 	listen := waitReady(t, c, 0, "-L", sp)
 
 	const seed = 31
@@ -116,7 +47,7 @@ func TestDownloadSurvivesCut(t *testing.T) {
 		hash.Write(buf[:m])
 		n += int64(m)
 		if cutAt > 0 && n >= cutAt {
-			if relay.cut() == 0 {
+			if relay.Cut() == 0 {
 				t.Fatal("nothing to cut: the client is not connected through the relay")
 			}
 			t.Logf("cut the client's connection after %d of %d bytes", n, bigSize)

@@ -16,124 +16,15 @@ import (
 	"math/rand/v2"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"golang.org/x/net/proxy"
 
 	"github.com/braidmux/braid/internal/auth"
+	"github.com/braidmux/braid/internal/cutrelay"
 	"github.com/braidmux/braid/internal/tunnel"
 )
-
-// rstRelay relays TCP connections to target and can cut them all with a
-// reset (SO_LINGER 0), as a dropped link or a NAT that forgot the flow
-// does; while held, it resets new connections at once.
-type rstRelay struct {
-	ln     net.Listener
-	target string
-	wg     sync.WaitGroup
-
-	mu    sync.Mutex
-	conns []*net.TCPConn
-	held  bool
-	cuts  int
-}
-
-func newRSTRelay(t *testing.T, target string) *rstRelay {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &rstRelay{ln: ln, target: target}
-	r.wg.Add(1)
-	go r.accept()
-	t.Cleanup(func() {
-		ln.Close()
-		r.cut()
-		r.wg.Wait()
-	})
-	return r
-}
-
-func (r *rstRelay) addr() string { return r.ln.Addr().String() }
-
-func (r *rstRelay) dial(ctx context.Context) (net.Conn, error) {
-	var d net.Dialer
-	return d.DialContext(ctx, "tcp", r.addr())
-}
-
-func (r *rstRelay) accept() {
-	defer r.wg.Done()
-	for {
-		c, err := r.ln.Accept()
-		if err != nil {
-			return
-		}
-		down := c.(*net.TCPConn)
-		r.mu.Lock()
-		held := r.held
-		r.mu.Unlock()
-		if held {
-			down.SetLinger(0)
-			down.Close()
-			continue
-		}
-		u, err := net.DialTimeout("tcp", r.target, 5*time.Second)
-		if err != nil {
-			down.SetLinger(0)
-			down.Close()
-			continue
-		}
-		up := u.(*net.TCPConn)
-		r.mu.Lock()
-		r.conns = append(r.conns, down, up)
-		r.mu.Unlock()
-		r.wg.Add(2)
-		go r.copy(up, down)
-		go r.copy(down, up)
-	}
-}
-
-// copy relays with a plain loop (io.Copy would splice through pipes the
-// runtime caches, which the leak test's fd count would see).
-func (r *rstRelay) copy(dst, src *net.TCPConn) {
-	defer r.wg.Done()
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := src.Read(buf)
-		if n > 0 {
-			if _, werr := dst.Write(buf[:n]); werr != nil {
-				src.Close()
-				return
-			}
-		}
-		if err != nil {
-			dst.Close()
-			return
-		}
-	}
-}
-
-// cut resets every relayed connection, both sides.
-func (r *rstRelay) cut() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, c := range r.conns {
-		c.SetLinger(0)
-		c.Close()
-	}
-	r.conns = nil
-	r.cuts++
-}
-
-// hold makes the relay reset new connections (true) or relay them.
-func (r *rstRelay) hold(on bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.held = on
-}
 
 // dataTarget sends size pseudo-random bytes (ChaCha8 from seed) to every
 // connection, then closes it; it returns its address and the bytes'
@@ -169,7 +60,7 @@ func dataTarget(t *testing.T, seed uint64, size int64) (string, [32]byte) {
 
 // readCutting reads c to its end, cutting the relay each time another
 // of cutAt bytes has arrived, and checks length and SHA-256.
-func readCutting(t *testing.T, c net.Conn, relay *rstRelay, size int64, want [32]byte, cutAt ...int64) {
+func readCutting(t *testing.T, c net.Conn, relay *cutrelay.Relay, size int64, want [32]byte, cutAt ...int64) {
 	t.Helper()
 	c.SetDeadline(time.Now().Add(60 * time.Second))
 	h := sha256.New()
@@ -180,7 +71,7 @@ func readCutting(t *testing.T, c net.Conn, relay *rstRelay, size int64, want [32
 		h.Write(buf[:m])
 		n += int64(m)
 		for len(cutAt) > 0 && n >= cutAt[0] {
-			relay.cut()
+			relay.Cut()
 			cutAt = cutAt[1:]
 		}
 		if err == io.EOF {
@@ -224,11 +115,11 @@ func TestDownloadSurvivesCut(t *testing.T) {
 				scfg.TLS = &tls.Config{Certificates: []tls.Certificate{selfSigned(t)}}
 			}
 			srv := startServer(t, scfg)
-			relay := newRSTRelay(t, srv.addr)
-			dial := relay.dial
+			relay := cutrelay.Start(t, srv.addr, nil)
+			dial := relay.Dial
 			if tc.tls {
 				dial = func(ctx context.Context) (net.Conn, error) {
-					raw, err := relay.dial(ctx)
+					raw, err := relay.Dial(ctx)
 					if err != nil {
 						return nil, err
 					}
@@ -340,9 +231,9 @@ func startServerAt(t *testing.T, addr string, cfg tunnel.ServerConfig) *testServ
 func TestServerRestartLogsInAgain(t *testing.T) {
 	target := echoTarget(t)
 	srv1 := startServer(t, tunnel.ServerConfig{})
-	relay := newRSTRelay(t, srv1.addr)
+	relay := cutrelay.Start(t, srv1.addr, nil)
 	var logs syncBuffer
-	cl := startClient(t, tunnel.ClientConfig{Dial: relay.dial, Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+	cl := startClient(t, tunnel.ClientConfig{Dial: relay.Dial, Logger: slog.New(slog.NewTextHandler(&logs, nil)),
 		Forwards: []tunnel.Forward{
 			mustForward(t, tunnel.Local, "0:"+target),
 			mustForward(t, tunnel.Remote, "0:"+target),
@@ -351,12 +242,12 @@ func TestServerRestartLogsInAgain(t *testing.T) {
 	echoOnce(t, local, []byte("before"))
 	echoOnce(t, cl.listen(t, 1), []byte("-R before"))
 
-	relay.hold(true)
-	relay.cut()
+	relay.Down()
+	relay.Cut()
 	waitFor(t, "the client to see the link down", 10*time.Second, func() bool { return !cl.Snapshot().Connected })
 	srv1.Close()
 	startServerAt(t, srv1.addr, tunnel.ServerConfig{})
-	relay.hold(false)
+	relay.Up()
 
 	waitFor(t, "a new session", 15*time.Second, func() bool {
 		s := cl.Snapshot()
@@ -383,9 +274,9 @@ func TestGiveUpResumingReplacesDetachedSession(t *testing.T) {
 	}
 	fixed := free.Addr().String()
 	free.Close()
-	relay := newRSTRelay(t, srv.addr)
+	relay := cutrelay.Start(t, srv.addr, nil)
 	var logs syncBuffer
-	cl := startClient(t, tunnel.ClientConfig{Dial: relay.dial, ResumeTimeout: 300 * time.Millisecond,
+	cl := startClient(t, tunnel.ClientConfig{Dial: relay.Dial, ResumeTimeout: 300 * time.Millisecond,
 		Logger:   slog.New(slog.NewTextHandler(&logs, nil)),
 		Forwards: []tunnel.Forward{mustForward(t, tunnel.Remote, fixed+":"+target)}})
 	if got := cl.listen(t, 0); got != fixed {
@@ -393,15 +284,15 @@ func TestGiveUpResumingReplacesDetachedSession(t *testing.T) {
 	}
 	echoOnce(t, fixed, []byte("before"))
 
-	relay.hold(true)
-	relay.cut()
+	relay.Down()
+	relay.Cut()
 	waitFor(t, "the client to give up resuming", 10*time.Second, func() bool {
 		return strings.Contains(logs.String(), "session not resumed")
 	})
 	if n := srv.Snapshot().Sessions; n != 1 {
 		t.Fatalf("server holds %d sessions while the client is away, want its 1 waiting to be resumed", n)
 	}
-	relay.hold(false)
+	relay.Up()
 	waitFor(t, "the client to log in again", 10*time.Second, func() bool {
 		s := cl.Snapshot()
 		return s.Connected && s.Reconnects == 1 && s.Session.Resumes == 0
