@@ -279,7 +279,7 @@ func (s *Session) connLost(c *seam, err error) bool {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		if r.detached && r.outages == outage && s.closeErr == nil {
-			s.shutdown(fmt.Errorf("%w: the connection was lost (%v) and not re-established within ResumeTimeout (%v)", ErrNotResumed, r.lostErr, timeout), false)
+			s.shutdown(fmt.Errorf("%w: the connection was lost (%v) and not re-established within ResumeTimeout (%v); open a new session (a longer ResumeTimeout rides out longer outages)", ErrNotResumed, r.lostErr, timeout), false)
 		}
 	})
 	if r.l != nil {
