@@ -2,6 +2,7 @@ package session
 
 import (
 	"net"
+	"slices"
 
 	"github.com/braidmux/braid/frame"
 )
@@ -12,10 +13,11 @@ import (
 // Session.connBusy appends to it or reads it; trim runs with s.mu held
 // and the connection free, so the two never overlap.
 type replayBuf struct {
-	chunks []*[]byte // each of capacity replayChunk, filled in order
-	head   int       // bytes of chunks[0] already trimmed
-	n      int       // bytes held
-	spare  []*[]byte // trimmed chunks kept for reuse while still in cache
+	chunks []*[]byte   // each of capacity replayChunk, filled in order
+	head   int         // bytes of chunks[0] already trimmed
+	n      int         // bytes held
+	spare  []*[]byte   // trimmed chunks kept for reuse while still in cache
+	bufs   net.Buffers // tail's result, reused
 }
 
 // maxSpare is how many trimmed chunks a replay buffer keeps for reuse;
@@ -67,6 +69,24 @@ func (b *replayBuf) trim(n int) {
 		b.chunks = b.chunks[:m]
 	}
 	b.head = n
+}
+
+// tail returns the last n bytes held (n ≤ b.n), as slices of the chunks,
+// in a slice valid until the next call.
+func (b *replayBuf) tail(n int) net.Buffers {
+	bufs := b.bufs[:0]
+	for i := len(b.chunks) - 1; i >= 0 && n > 0; i-- {
+		p := *b.chunks[i]
+		if i == 0 {
+			p = p[b.head:]
+		}
+		k := min(n, len(p))
+		bufs = append(bufs, p[len(p)-k:])
+		n -= k
+	}
+	slices.Reverse(bufs)
+	b.bufs = bufs
+	return bufs
 }
 
 // buffers returns the bytes held, as slices of the chunks, for one

@@ -41,6 +41,7 @@ type connWriter struct {
 	flat     []byte
 	vectored bool
 	deadline time.Time // the write deadline last set on the connection
+	frames   int       // frames in the last batch released (releaseBatch)
 }
 
 func newSeam(conn net.Conn, maxFrameSize uint32) *seam {
@@ -97,6 +98,23 @@ func (c *seam) write() error {
 	}
 	_, err := c.conn.Write(w.flat)
 	return err
+}
+
+// writeBufs writes bufs (slices of the replay buffer) with one vectored
+// write where the conn has it, else one Write per slice (each up to a
+// replay chunk). Called by the holder of Session.connBusy, without the
+// session lock.
+func (c *seam) writeBufs(bufs net.Buffers) error {
+	if c.w.vectored {
+		_, err := bufs.WriteTo(c.conn)
+		return err
+	}
+	for _, b := range bufs {
+		if _, err := c.conn.Write(b); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // setWriteDeadline moves the connection's write deadline to t if it is
@@ -276,7 +294,7 @@ func (s *Session) writeLoop() {
 	defer s.mu.Unlock()
 	for s.writeErr == nil {
 		if s.connFree() && s.sched.HasWork(s.dataRoom()) {
-			s.writeBatchUnlocking()
+			s.writerBatchUnlocking()
 			continue
 		}
 		if s.closing && !s.connBusy {
@@ -296,7 +314,14 @@ func (s *Session) writeLoop() {
 // A resumable session also copies the batch to its replay buffer, and
 // while its connection is lost writes there only: to Writes the batch is
 // sent, and a resume sends it again.
-func (s *Session) writeBatchUnlocking() {
+func (s *Session) writeBatchUnlocking() { s.writeBatchAsUnlocking(false) }
+
+// writerBatchUnlocking is writeBatchUnlocking for the writer goroutine:
+// in a resumable session the Writes whose bytes are in the batch return
+// before the connection write (writeResumableUnlocking).
+func (s *Session) writerBatchUnlocking() { s.writeBatchAsUnlocking(true) }
+
+func (s *Session) writeBatchAsUnlocking(writer bool) {
 	s.assertLocked()
 	s.connBusy = true
 	c := s.seam
@@ -318,41 +343,20 @@ func (s *Session) writeBatchUnlocking() {
 	for _, e := range w.batch.Sent() {
 		e.Stream.Owner.send.inflight += int32(e.N)
 	}
-	detached := false
 	if r != nil {
-		r.sent += uint64(w.batch.Size())
-		detached = r.detached
+		s.writeResumableUnlocking(c, r, int(used), writer)
+		return
 	}
-	// Moving the connection's write deadline costs a timer update, so it
-	// is pushed forward only once it is an eighth of the timeout stale.
-	if s.closing {
-		c.setWriteDeadline(s.closeBy)
-	} else if now := time.Now(); w.deadline.Sub(now) < s.cfg.ConnectionWriteTimeout-s.cfg.ConnectionWriteTimeout/8 {
-		c.setWriteDeadline(now.Add(s.cfg.ConnectionWriteTimeout))
-	}
+	s.moveWriteDeadline(c)
 	s.mu.Unlock()
 
-	var err error
-	if !detached {
-		err = c.write()
-		s.stats.writes.Add(1)
-		s.stats.bytesSent.Add(uint64(w.batch.Size()))
-	}
-	if r != nil {
-		// After the write, so that the peer works on the batch while
-		// this side copies it (the batch's buffers stay valid until the
-		// Writes that own them see it sent, below).
-		for _, b := range w.batch.Buffers() {
-			r.out.append(b)
-		}
-	}
+	err := c.write()
+	s.stats.writes.Add(1)
+	s.stats.bytesSent.Add(uint64(w.batch.Size()))
 	s.stats.framesSent.Add(uint64(w.batch.Frames()))
 	s.stats.dataSent.Add(uint64(used))
 
 	s.mu.Lock()
-	if err != nil && s.connLost(c, fmt.Errorf("writing to connection: %w", err)) {
-		err = nil // the batch is in the replay buffer: it goes out on resume
-	}
 	for _, e := range w.batch.Sent() {
 		st := e.Stream.Owner
 		st.send.inflight -= int32(e.N)
@@ -370,12 +374,101 @@ func (s *Session) writeBatchUnlocking() {
 	}
 	w.batch.Reset()
 	s.connBusy = false
-	if r != nil {
-		s.trimOut()
-		if r.swapping {
-			r.swapped.Broadcast()
+	s.writeDone(c, err)
+}
+
+// writeResumableUnlocking is the rest of writeBatchUnlocking for a
+// resumable session: the replay buffer must keep a copy of the batch. The
+// writer goroutine (early) copies the batch there first and writes it
+// from there, so the Writes whose bytes it holds are done with them
+// before the connection write and return while it runs: a bulk stream's
+// next Write is queued while the writer writes the last. A Write writing
+// its own batch gains nothing from that, so it writes the batch as it is
+// and copies it afterwards, while the peer reads it. While the connection
+// is lost, the replay buffer is the only place the batch goes.
+func (s *Session) writeResumableUnlocking(c *seam, r *resumer, used int, early bool) {
+	w := &c.w
+	size := w.batch.Size()
+	r.sent += uint64(size)
+	detached := r.detached
+	s.moveWriteDeadline(c)
+	s.mu.Unlock()
+
+	var err error
+	if !early {
+		if !detached {
+			err = c.write()
+			s.stats.writes.Add(1)
+			s.stats.bytesSent.Add(uint64(size))
+		}
+		for _, b := range w.batch.Buffers() {
+			r.out.append(b)
+		}
+		s.mu.Lock()
+		s.releaseBatch(w)
+	} else {
+		for _, b := range w.batch.Buffers() {
+			r.out.append(b)
+		}
+		s.mu.Lock()
+		s.releaseBatch(w)
+		s.mu.Unlock()
+		if !detached {
+			err = c.writeBufs(r.out.tail(size))
+			s.stats.writes.Add(1)
+			s.stats.bytesSent.Add(uint64(size))
+		}
+		s.mu.Lock()
+	}
+	s.stats.framesSent.Add(uint64(c.w.frames))
+	s.stats.dataSent.Add(uint64(used))
+	if err != nil && s.connLost(c, fmt.Errorf("writing to connection: %w", err)) {
+		err = nil // the batch is in the replay buffer: it goes out on resume
+	}
+	s.connBusy = false
+	s.trimOut()
+	if r.swapping {
+		r.swapped.Broadcast()
+	}
+	s.writeDone(c, err)
+}
+
+// releaseBatch applies a batch of a resumable session that is in the
+// replay buffer: its Writes are done with their bytes, its FINs are sent.
+// Called with s.mu held.
+func (s *Session) releaseBatch(w *connWriter) {
+	for _, e := range w.batch.Sent() {
+		st := e.Stream.Owner
+		st.send.inflight -= int32(e.N)
+		if e.N > 0 { // a Write's bytes: it allocated st.waits
+			st.waits.wrote += e.N
+		}
+		if e.Fin {
+			st.finSent()
+		}
+		if st.send.inflight == 0 {
+			st.notify()
 		}
 	}
+	w.frames = w.batch.Frames()
+	w.batch.Reset()
+}
+
+// moveWriteDeadline pushes the connection's write deadline forward before
+// a write. Moving it costs a timer update, so it moves only once it is an
+// eighth of the timeout stale. Called with s.mu held and connBusy.
+func (s *Session) moveWriteDeadline(c *seam) {
+	if s.closing {
+		c.setWriteDeadline(s.closeBy)
+	} else if now := time.Now(); c.w.deadline.Sub(now) < s.cfg.ConnectionWriteTimeout-s.cfg.ConnectionWriteTimeout/8 {
+		c.setWriteDeadline(now.Add(s.cfg.ConnectionWriteTimeout))
+	}
+}
+
+// writeDone ends the session if the write failed, and wakes the writer if
+// there is more to send. Called with s.mu held, after connBusy was
+// released.
+func (s *Session) writeDone(c *seam, err error) {
 	if err != nil {
 		if s.closeErr == nil {
 			s.log.Warn("braid: connection write failed; closing session", "err", err, "remote", c.conn.RemoteAddr())

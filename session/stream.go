@@ -431,7 +431,12 @@ func (st *Stream) transmitUnlocking(p []byte, framed []byte) (int, error) {
 	default:
 		s.sched.Enqueue(ms, p, false)
 	}
-	if guarded {
+	// A resumable session copies every batch to its replay buffer and
+	// writes it from there, so a Write's bytes are free before the
+	// connection write: a large one leaves that write to the writer
+	// goroutine and goes on (writeResumableUnlocking).
+	handOff := guarded || (s.res != nil && len(data) >= handOffMin)
+	if handOff {
 		s.wake()
 	} else {
 		s.writeDirectUnlocking()
@@ -446,7 +451,7 @@ func (st *Stream) transmitUnlocking(p []byte, framed []byte) (int, error) {
 			break
 		}
 		canSend := framed != nil || (ms.Credit() > 0 && s.sendWin.Available() > 0)
-		if !guarded && directWrites && s.connFree() && !s.closing && s.sched.HasWork(s.dataRoom()) {
+		if !handOff && directWrites && s.connFree() && !s.closing && s.sched.HasWork(s.dataRoom()) {
 			// The connection is idle and something can be sent (ours,
 			// or frames queued while we wrote): write it ourselves
 			// rather than wait for the writer goroutine to be scheduled.
@@ -508,6 +513,11 @@ func (st *Stream) transmitUnlocking(p []byte, framed []byte) (int, error) {
 // maxGuardedCopy is the most of a Write with a deadline that is copied
 // and queued at once (see transmitUnlocking).
 const maxGuardedCopy = 256 << 10
+
+// handOffMin: in a resumable session, a Write of at least this many bytes
+// leaves the connection write to the writer goroutine; smaller ones (a
+// message) write themselves when the connection is idle.
+const handOffMin = 16 << 10
 
 // writeCompressedUnlocking sends p in chunks of at most one frame, each
 // compressed on this goroutine when that makes it at least 1/16 smaller,
