@@ -63,7 +63,9 @@
 // by Dial or a Listener survives its connection breaking, and the
 // connection is swapped behind the seam and nowhere else. The unit of
 // resumption is the session's frame sequence, not a stream: the holder
-// of connBusy copies each batch to a replay buffer before writing it,
+// of connBusy copies each batch to a replay buffer (the writer goroutine
+// before writing it, from there, so the Writes it holds return during
+// the connection write; a Write writing its own small batch after),
 // the peer's reader counts the bytes of the frames it applied and
 // acknowledges them (ACK frames), and a resume resends what the other
 // side did not receive. So every frame arrives exactly once and in order,

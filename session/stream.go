@@ -327,7 +327,9 @@ func (st *Stream) writeErr() error {
 }
 
 // Write sends p on the stream. It returns once all of p has been written
-// to the connection (the caller may then reuse p), or with an error and
+// to the connection, or for a resumable session (Dial, Listener) copied to
+// its replay buffer, which writes it and sends it again after a resume
+// (the caller may then reuse p), or with an error and
 // the count of bytes sent: os.ErrDeadlineExceeded when the write deadline
 // passes, a *StreamError after a reset, ErrWriteClosed after CloseWrite,
 // an error matching net.ErrClosed after Close or when the session ends.
