@@ -257,7 +257,9 @@ func AppendWindowUpdate(b []byte, streamID, delta uint32) []byte {
 // Parse is stricter than protobuf in one way: it bounds what a peer can
 // make it hold. More than MaxCompressionOffers compression offers, a
 // nonce longer than MaxNonce, or a resume key, resume id, session id,
-// resume nonce or MAC longer than MaxResumeField bytes is malformed.
+// resume nonce or MAC longer than MaxResumeField bytes (in the value that
+// stands: a later occurrence of a field replaces an earlier one) is
+// malformed.
 //
 // Parse never panics; an error wraps ErrMalformed.
 func Parse(f *Frame, body []byte) error {
@@ -335,6 +337,17 @@ func Parse(f *Frame, body []byte) error {
 		}
 		body = body[n:]
 	}
+	// The length limits apply to the values that stand (protobuf's last
+	// occurrence wins), not to occurrences a later one replaces.
+	h, r := &f.Settings, &f.Resume
+	switch {
+	case len(h.Nonce) > MaxNonce:
+		return malformed("hello nonce too long")
+	case len(h.ResumeKey) > MaxResumeField || len(h.ResumeID) > MaxResumeField:
+		return malformed("hello resume key or id too long")
+	case len(r.SessionID) > MaxResumeField || len(r.Nonce) > MaxResumeField || len(r.MAC) > MaxResumeField:
+		return malformed("resume session id, nonce or mac too long")
+	}
 	return nil
 }
 
@@ -410,7 +423,7 @@ func parseSettings(s *Settings, b []byte) error {
 			continue
 		case typ == protowire.BytesType && num == helloNonce:
 			v, n := protowire.ConsumeBytes(b)
-			if n < 0 || len(v) > MaxNonce {
+			if n < 0 {
 				return malformed("bad hello nonce")
 			}
 			s.Nonce = v
@@ -418,7 +431,7 @@ func parseSettings(s *Settings, b []byte) error {
 			continue
 		case typ == protowire.BytesType && (num == helloResumeKey || num == helloResumeID):
 			v, n := protowire.ConsumeBytes(b)
-			if n < 0 || len(v) > MaxResumeField {
+			if n < 0 {
 				return malformed("bad hello resume key or id")
 			}
 			if num == helloResumeKey {
@@ -478,7 +491,7 @@ func parseResume(r *ResumeInfo, b []byte) error {
 			continue
 		case typ == protowire.BytesType && (num == resumeSessionID || num == resumeNonce || num == resumeMAC):
 			v, n := protowire.ConsumeBytes(b)
-			if n < 0 || len(v) > MaxResumeField {
+			if n < 0 {
 				return malformed("bad resume session id, nonce or mac")
 			}
 			b = b[n:]
