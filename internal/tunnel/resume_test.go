@@ -9,7 +9,6 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"io"
 	"log/slog"
 	"math/big"
@@ -21,7 +20,6 @@ import (
 
 	"golang.org/x/net/proxy"
 
-	"github.com/braidmux/braid/internal/auth"
 	"github.com/braidmux/braid/internal/cutrelay"
 	"github.com/braidmux/braid/internal/tunnel"
 )
@@ -195,33 +193,6 @@ func selfSigned(t *testing.T) tls.Certificate {
 		t.Fatal(err)
 	}
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: k}
-}
-
-// startServerAt is startServer listening on addr.
-func startServerAt(t *testing.T, addr string, cfg tunnel.ServerConfig) *testServer {
-	t.Helper()
-	u, err := auth.SingleToken(testToken)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Users = u
-	srv, err := tunnel.NewServer(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts := &testServer{Server: srv, addr: ln.Addr().String(), done: make(chan error, 1)}
-	go func() { ts.done <- srv.Serve(ln) }()
-	t.Cleanup(func() {
-		srv.Close()
-		if err := <-ts.done; !errors.Is(err, tunnel.ErrServerClosed) {
-			t.Errorf("Serve returned %v, want ErrServerClosed", err)
-		}
-	})
-	return ts
 }
 
 // TestServerRestartLogsInAgain: the server goes away while the client's

@@ -48,6 +48,12 @@ type testServer struct {
 
 func startServer(t *testing.T, cfg tunnel.ServerConfig) *testServer {
 	t.Helper()
+	return startServerAt(t, "127.0.0.1:0", cfg)
+}
+
+// startServerAt is startServer listening on addr.
+func startServerAt(t *testing.T, addr string, cfg tunnel.ServerConfig) *testServer {
+	t.Helper()
 	if cfg.Users == nil {
 		u, err := auth.SingleToken(testToken)
 		if err != nil {
@@ -59,7 +65,7 @@ func startServer(t *testing.T, cfg tunnel.ServerConfig) *testServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
