@@ -507,9 +507,13 @@ func (s *Session) attachUnlocking(c *seam, peerReceived uint64, prefix func(rece
 	bufs = append(bufs, r.out.buffers()...)
 	s.mu.Unlock()
 	c.conn.SetWriteDeadline(time.Now().Add(s.cfg.ConnectionWriteTimeout))
-	n, err := bufs.WriteTo(c.conn)
+	total := 0
+	for _, b := range bufs {
+		total += len(b)
+	}
 	s.stats.writes.Add(1)
-	s.stats.bytesSent.Add(uint64(n))
+	s.stats.bytesSent.Add(uint64(total)) // before the write: see Stats
+	_, err := bufs.WriteTo(c.conn)
 	s.mu.Lock()
 	s.connBusy = false
 	if err != nil {

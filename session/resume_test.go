@@ -982,9 +982,10 @@ func testResumeInFlight(t *testing.T, c session.Compression) {
 			}
 		}
 		// Wait until the data has been written to the old connection
-		// and lost (Writes return once their bytes are written, and
-		// the relay has swallowed at least what the sender says it
-		// wrote), then cut it. The FINs and RESETs were queued just
+		// and lost (the relay has swallowed at least what the sender
+		// counted in BytesSent since the hole opened: a write is
+		// counted before it is made, so none of it slipped through
+		// before the hole), then cut it. The FINs and RESETs were queued just
 		// before: they are on the old connection too, or about to be.
 		for _, d := range rd.holes {
 			o := 0 // client→server carries what the client wrote

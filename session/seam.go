@@ -350,9 +350,9 @@ func (s *Session) writeBatchAsUnlocking(writer bool) {
 	s.moveWriteDeadline(c)
 	s.mu.Unlock()
 
-	err := c.write()
 	s.stats.writes.Add(1)
-	s.stats.bytesSent.Add(uint64(w.batch.Size()))
+	s.stats.bytesSent.Add(uint64(w.batch.Size())) // counted before the write: see Stats
+	err := c.write()
 	s.stats.framesSent.Add(uint64(w.batch.Frames()))
 	s.stats.dataSent.Add(uint64(used))
 
@@ -397,9 +397,9 @@ func (s *Session) writeResumableUnlocking(c *seam, r *resumer, used int, early b
 	var err error
 	if !early {
 		if !detached {
-			err = c.write()
 			s.stats.writes.Add(1)
 			s.stats.bytesSent.Add(uint64(size))
+			err = c.write()
 		}
 		for _, b := range w.batch.Buffers() {
 			r.out.append(b)
@@ -414,9 +414,9 @@ func (s *Session) writeResumableUnlocking(c *seam, r *resumer, used int, early b
 		s.releaseBatch(w)
 		s.mu.Unlock()
 		if !detached {
-			err = c.writeBufs(r.out.tail(size))
 			s.stats.writes.Add(1)
 			s.stats.bytesSent.Add(uint64(size))
+			err = c.writeBufs(r.out.tail(size))
 		}
 		s.mu.Lock()
 	}

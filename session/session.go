@@ -682,7 +682,12 @@ func (d discardHandler) WithGroup(string) slog.Handler           { return d }
 
 // Stats is a snapshot of a session's counters.
 type Stats struct {
-	BytesSent, BytesReceived   uint64 // on the connection, framing included (and what a resume sent again)
+	// BytesSent counts bytes handed to the connection, framing included,
+	// and what a resume sent again. A write is counted just before it is
+	// made (a write that fails is counted too), so every byte counted is
+	// one the connection was given at or after the moment it was counted.
+	// BytesReceived counts bytes read from the connection.
+	BytesSent, BytesReceived   uint64
 	FramesSent, FramesReceived uint64
 	DataSent, DataReceived     uint64 // stream payload bytes
 	Writes                     uint64 // vectored writes to the connection
