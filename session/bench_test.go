@@ -386,6 +386,9 @@ func init() {
 	if v, err := strconv.Atoi(os.Getenv("BRAID_BATCH")); err == nil && v > 0 {
 		maxBatch = v
 	}
+	if v, err := strconv.Atoi(os.Getenv("BRAID_PENDING")); err == nil && v > 0 {
+		pendingMax = v
+	}
 	if v, err := strconv.Atoi(os.Getenv("BRAID_LOWAT")); err == nil && v >= 0 {
 		notSentLowat = v
 	}

@@ -62,25 +62,29 @@
 // Resumable sessions (resume.go, replay.go, listener.go). A session made
 // by Dial or a Listener survives its connection breaking, and the
 // connection is swapped behind the seam and nowhere else. The unit of
-// resumption is the session's frame sequence, not a stream: the holder
-// of connBusy copies each batch to a replay buffer (the writer goroutine
-// before writing it, from there, so the Writes it holds return during
-// the connection write; a Write writing its own small batch after),
-// the peer's reader counts the bytes of the frames it applied and
-// acknowledges them (ACK frames), and a resume resends what the other
+// resumption is the session's frame sequence, not a stream: every batch
+// is copied to a replay buffer. Writes there go in two stages that run
+// at once: a filler goroutine (fillLoop, holding resumer.filling) takes a
+// batch from the scheduler and copies it into the replay buffer, which
+// releases its Writes, and the writer goroutine (holding connBusy)
+// writes the copies from there, so one batch is copied while the one
+// before it is written; a small Write that finds everything idle writes
+// its own batch and copies it after (writeCopyUnlocking). The peer's
+// reader counts the bytes of the frames it applied and acknowledges
+// them (ACK frames), and a resume resends what the other
 // side did not receive. So every frame arrives exactly once and in order,
 // and streams, the scheduler and flow control never learn that the
 // connection changed. When the connection fails (a read or write error,
 // or keepalive), connLost detaches the session: the old conn is closed,
-// the reader exits, and the writer goes on filling the replay buffer
+// the reader exits, and the filler goes on filling the replay buffer
 // (within credit and the buffer's capacity), so Writes behave as over a
 // slow link; a client's redialLoop dials again. attachUnlocking installs
 // the new conn once the resume handshake's proof verified: it marks the
 // connection busy against writers (resumer.swapping), waits for the old
 // reader to exit (so the count of bytes received is final) and for
-// connBusy to be free, starts a reader on the new seam, writes the replay,
-// and releases the connection. ResumeTimeout ends a session that stays
-// detached.
+// connBusy and filling to be free, starts a reader on the new seam,
+// writes the replay (copies not yet written included), and releases the
+// connection. ResumeTimeout ends a session that stays detached.
 //
 // Stream states (stream.go, handle.go). A stream's lifecycle is
 // Stream.state, SPEC.md §5.3's state machine: stateOpen,

@@ -2,22 +2,26 @@ package session
 
 import (
 	"net"
-	"slices"
 
 	"github.com/braidmux/braid/frame"
 )
 
 // replayBuf holds the bytes of this side's frame sequence that the peer
 // has not acknowledged receiving (SPEC.md §16): what a resumed connection
-// sends again. It is a list of pooled chunks. Only the holder of
-// Session.connBusy appends to it or reads it; trim runs with s.mu held
-// and the connection free, so the two never overlap.
+// sends again. It is a list of pooled chunks.
+//
+// Its bookkeeping (reserve, trim, buffers) runs with s.mu held.
+// The bytes themselves are written and read without it: a batch's holder
+// copies into the regions reserve gave it, and a connection write reads
+// regions already copied. Neither overlaps trim, which only recycles
+// chunks the peer has acknowledged whole (so never a region still being
+// copied, which the peer cannot have) and, while a write is running, only
+// chunks wholly before what it writes (trimOut).
 type replayBuf struct {
-	chunks []*[]byte   // each of capacity replayChunk, filled in order
-	head   int         // bytes of chunks[0] already trimmed
-	n      int         // bytes held
-	spare  []*[]byte   // trimmed chunks kept for reuse while still in cache
-	bufs   net.Buffers // tail's result, reused
+	chunks []*[]byte // each of capacity replayChunk, filled in order
+	head   int       // bytes of chunks[0] already trimmed
+	n      int       // bytes held
+	spare  []*[]byte // trimmed chunks kept for reuse while still in cache
 }
 
 // maxSpare is how many trimmed chunks a replay buffer keeps for reuse;
@@ -27,10 +31,12 @@ const maxSpare = 4
 // replayChunk is the capacity of one chunk of a replay buffer.
 const replayChunk = 64 << 10
 
-// append copies p to the end of the buffer.
-func (b *replayBuf) append(p []byte) {
-	b.n += len(p)
-	for len(p) > 0 {
+// reserve extends the buffer by n bytes whose contents the caller writes
+// afterwards (copyBufs), and appends the regions that hold them, in
+// order, to regs.
+func (b *replayBuf) reserve(n int, regs net.Buffers) net.Buffers {
+	b.n += n
+	for n > 0 {
 		if len(b.chunks) == 0 || len(*b.chunks[len(b.chunks)-1]) == replayChunk {
 			var c *[]byte
 			if k := len(b.spare); k > 0 {
@@ -42,10 +48,45 @@ func (b *replayBuf) append(p []byte) {
 			b.chunks = append(b.chunks, c)
 		}
 		last := b.chunks[len(b.chunks)-1]
-		k := min(len(p), replayChunk-len(*last))
-		*last = append(*last, p[:k]...)
-		p = p[k:]
+		at := len(*last)
+		k := min(n, replayChunk-at)
+		*last = (*last)[:at+k]
+		regs = append(regs, (*last)[at:at+k])
+		n -= k
 	}
+	return regs
+}
+
+// copyBufs copies the bytes of src, in order, into the regions dst, which
+// hold exactly as many.
+func copyBufs(dst, src net.Buffers) {
+	var d []byte
+	for _, p := range src {
+		for len(p) > 0 {
+			if len(d) == 0 {
+				d, dst = dst[0], dst[1:]
+			}
+			k := copy(d, p)
+			d, p = d[k:], p[k:]
+		}
+	}
+}
+
+// appendRegions appends regions to bufs, joining a region to the one
+// before it when it continues it in the same chunk, so that a vectored
+// write gets few, long slices.
+func appendRegions(bufs net.Buffers, regions net.Buffers) net.Buffers {
+	for _, p := range regions {
+		if k := len(bufs); k > 0 {
+			last := bufs[k-1]
+			if len(last) < cap(last) && &last[:len(last)+1][len(last)] == &p[0] {
+				bufs[k-1] = last[:len(last)+len(p)]
+				continue
+			}
+		}
+		bufs = append(bufs, p)
+	}
+	return bufs
 }
 
 // trim drops the first n bytes (n ≤ b.n), returning whole chunks to the
@@ -69,24 +110,6 @@ func (b *replayBuf) trim(n int) {
 		b.chunks = b.chunks[:m]
 	}
 	b.head = n
-}
-
-// tail returns the last n bytes held (n ≤ b.n), as slices of the chunks,
-// in a slice valid until the next call.
-func (b *replayBuf) tail(n int) net.Buffers {
-	bufs := b.bufs[:0]
-	for i := len(b.chunks) - 1; i >= 0 && n > 0; i-- {
-		p := *b.chunks[i]
-		if i == 0 {
-			p = p[b.head:]
-		}
-		k := min(n, len(p))
-		bufs = append(bufs, p[len(p)-k:])
-		n -= k
-	}
-	slices.Reverse(bufs)
-	b.bufs = bufs
-	return bufs
 }
 
 // buffers returns the bytes held, as slices of the chunks, for one

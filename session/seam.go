@@ -288,16 +288,31 @@ func (s *Session) readFailed(err error) {
 // scheduler and writes each with one call. It exits, closing the
 // connection, once the session is closing and nothing sendable is left,
 // or on a write error.
+//
+// In a resumable session it works in two stages that may run at once: a
+// batch is filled and copied to the replay buffer by whoever holds
+// resumer.filling (this goroutine, or a large Write), and written from
+// there by whoever holds connBusy (this goroutine). So one batch is
+// copied while the one before it is written.
 func (s *Session) writeLoop() {
 	defer s.wg.Done()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for s.writeErr == nil {
-		if s.connFree() && s.sched.HasWork(s.dataRoom()) {
-			s.writerBatchUnlocking()
+		if r := s.res; r != nil && r.capacity > 0 {
+			if s.connFree() && r.pendingN > 0 && !r.detached {
+				s.writePendingUnlocking(r)
+				continue
+			}
+			if !r.fillerOn && r.canFill() && s.sched.HasWork(s.dataRoom()) {
+				s.fillUnlocking(r)
+				continue
+			}
+		} else if s.idle() && s.sched.HasWork(s.dataRoom()) {
+			s.writeBatchUnlocking()
 			continue
 		}
-		if s.closing && !s.connBusy {
+		if s.closing && !s.connBusy && !s.replayPending() {
 			break
 		}
 		s.mu.Unlock()
@@ -308,45 +323,22 @@ func (s *Session) writeLoop() {
 }
 
 // writeBatchUnlocking takes the connection, writes one batch, and gives
-// the connection back. Called with s.mu held and the connection free
-// (connFree); s.mu is released during the write.
+// the connection back. Called with s.mu held and the connection idle
+// (idle); s.mu is released during the write.
 //
-// A resumable session also copies the batch to its replay buffer, and
-// while its connection is lost writes there only: to Writes the batch is
-// sent, and a resume sends it again.
-func (s *Session) writeBatchUnlocking() { s.writeBatchAsUnlocking(false) }
-
-// writerBatchUnlocking is writeBatchUnlocking for the writer goroutine:
-// in a resumable session the Writes whose bytes are in the batch return
-// before the connection write (writeResumableUnlocking).
-func (s *Session) writerBatchUnlocking() { s.writeBatchAsUnlocking(true) }
-
-func (s *Session) writeBatchAsUnlocking(writer bool) {
+// A resumable session also copies the batch to its replay buffer
+// (writeCopyUnlocking), and while its connection is lost writes there
+// only: to Writes the batch is sent, and a resume sends it again.
+func (s *Session) writeBatchUnlocking() {
 	s.assertLocked()
+	if r := s.res; r != nil {
+		s.writeCopyUnlocking(r)
+		return
+	}
 	s.connBusy = true
 	c := s.seam
 	w := &c.w
-	maxPayload := s.peer.maxPayload
-	if maxPayload == 0 { // before the handshake only HELLO is queued
-		maxPayload = frame.MinMaxFrameSize - frame.MaxDataOverhead
-	}
-	r := s.res
-	if r != nil && r.capacity > 0 && r.received-r.ackSent >= ackPiggyback && s.closeErr == nil {
-		// Something goes out anyway: acknowledge what arrived, so the
-		// peer's replay buffer stays small (and in its caches).
-		r.ackSent = r.received
-		s.sched.PushControl(&frame.Frame{Type: frame.Ack, Received: r.received})
-	}
-	used := s.sched.Fill(&w.batch, maxPayload, s.dataRoom(), maxBatch)
-	s.sendWin.Take(int(used))
-	s.ctlRoom.Broadcast() // the control queue is empty: a paused reader may go on
-	for _, e := range w.batch.Sent() {
-		e.Stream.Owner.send.inflight += int32(e.N)
-	}
-	if r != nil {
-		s.writeResumableUnlocking(c, r, int(used), writer)
-		return
-	}
+	used := s.fillBatch(w)
 	s.moveWriteDeadline(c)
 	s.mu.Unlock()
 
@@ -377,53 +369,140 @@ func (s *Session) writeBatchAsUnlocking(writer bool) {
 	s.writeDone(c, err)
 }
 
-// writeResumableUnlocking is the rest of writeBatchUnlocking for a
-// resumable session: the replay buffer must keep a copy of the batch. The
-// writer goroutine (early) copies the batch there first and writes it
-// from there, so the Writes whose bytes it holds are done with them
-// before the connection write and return while it runs: a bulk stream's
-// next Write is queued while the writer writes the last. A Write writing
-// its own batch gains nothing from that, so it writes the batch as it is
-// and copies it afterwards, while the peer reads it. While the connection
-// is lost, the replay buffer is the only place the batch goes.
-func (s *Session) writeResumableUnlocking(c *seam, r *resumer, used int, early bool) {
+// fillBatch takes the next batch from the scheduler into w.batch: the
+// control frames queued (with an ACK first if one is due), then DATA
+// within the session's credit. Called with s.mu held by the holder of the
+// batch (connBusy, or resumer.filling in a resumable session). It returns
+// the DATA payload bytes taken.
+func (s *Session) fillBatch(w *connWriter) int {
+	maxPayload := s.peer.maxPayload
+	if maxPayload == 0 { // before the handshake only HELLO is queued
+		maxPayload = frame.MinMaxFrameSize - frame.MaxDataOverhead
+	}
+	r := s.res
+	if r != nil && r.capacity > 0 && r.received-r.ackSent >= ackPiggyback && s.closeErr == nil {
+		// Something goes out anyway: acknowledge what arrived, so the
+		// peer's replay buffer stays small (and in its caches).
+		r.ackSent = r.received
+		s.sched.PushControl(&frame.Frame{Type: frame.Ack, Received: r.received})
+	}
+	used := s.sched.Fill(&w.batch, maxPayload, s.dataRoom(), maxBatch)
+	s.sendWin.Take(int(used))
+	s.ctlRoom.Broadcast() // the control queue is empty: a paused reader may go on
+	for _, e := range w.batch.Sent() {
+		e.Stream.Owner.send.inflight += int32(e.N)
+	}
+	return int(used)
+}
+
+// writeCopyUnlocking is writeBatchUnlocking for a resumable session: it
+// writes the batch as it is and copies it to the replay buffer
+// afterwards, while the peer reads it. A small Write that found the
+// connection idle sends its bytes this way at once; before the handshake
+// has agreed on resumption, every batch goes this way. Called with s.mu
+// held and the connection idle; releases it while writing and copying.
+func (s *Session) writeCopyUnlocking(r *resumer) {
+	c := s.seam
 	w := &c.w
+	s.connBusy = true
+	r.filling = true
+	used := s.fillBatch(w)
 	size := w.batch.Size()
 	r.sent += uint64(size)
+	regions := r.out.reserve(size, r.regions[:0])
 	detached := r.detached
+	r.busyFrom = r.wrote
+	if !detached {
+		r.wrote += uint64(size)
+	}
 	s.moveWriteDeadline(c)
 	s.mu.Unlock()
 
 	var err error
-	if !early {
-		if !detached {
-			s.stats.writes.Add(1)
-			s.stats.bytesSent.Add(uint64(size))
-			err = c.write()
-		}
-		for _, b := range w.batch.Buffers() {
-			r.out.append(b)
-		}
-		s.mu.Lock()
-		s.releaseBatch(w)
-	} else {
-		for _, b := range w.batch.Buffers() {
-			r.out.append(b)
-		}
-		s.mu.Lock()
-		s.releaseBatch(w)
-		s.mu.Unlock()
-		if !detached {
-			s.stats.writes.Add(1)
-			s.stats.bytesSent.Add(uint64(size))
-			err = c.writeBufs(r.out.tail(size))
-		}
-		s.mu.Lock()
+	if !detached {
+		s.stats.writes.Add(1)
+		s.stats.bytesSent.Add(uint64(size)) // counted before the write: see Stats
+		err = c.write()
 	}
-	s.stats.framesSent.Add(uint64(c.w.frames))
+	copyBufs(regions, w.batch.Buffers())
+
+	s.mu.Lock()
+	s.releaseBatch(w)
+	s.stats.framesSent.Add(uint64(w.frames))
 	s.stats.dataSent.Add(uint64(used))
+	clear(regions)
+	r.regions = regions[:0]
+	r.filling = false
 	if err != nil && s.connLost(c, fmt.Errorf("writing to connection: %w", err)) {
 		err = nil // the batch is in the replay buffer: it goes out on resume
+	}
+	s.connBusy = false
+	s.trimOut()
+	if r.swapping {
+		r.swapped.Broadcast()
+	}
+	s.writeDone(c, err)
+}
+
+// fillUnlocking is the first stage of a resumable session's write: it
+// fills a batch, copies it to the replay buffer and queues the copy to be
+// written (writePendingUnlocking). The Writes whose bytes the batch holds
+// are then done with them, before the connection write. Called with s.mu
+// held, resumption agreed and r.canFill; releases it while copying.
+func (s *Session) fillUnlocking(r *resumer) {
+	w := &s.seam.w
+	r.filling = true
+	used := s.fillBatch(w)
+	size := w.batch.Size()
+	r.sent += uint64(size)
+	regions := r.out.reserve(size, r.regions[:0])
+	s.mu.Unlock()
+
+	copyBufs(regions, w.batch.Buffers())
+
+	s.mu.Lock()
+	s.releaseBatch(w)
+	s.stats.framesSent.Add(uint64(w.frames))
+	s.stats.dataSent.Add(uint64(used))
+	if !r.detached { // while detached, the resume sends it
+		r.pending = appendRegions(r.pending, regions)
+		r.pendingN += size
+	}
+	clear(regions)
+	r.regions = regions[:0]
+	r.filling = false
+	if r.swapping {
+		r.swapped.Broadcast()
+	}
+	s.wake()
+}
+
+// writePendingUnlocking is the second stage of a resumable session's
+// write: it takes the connection and writes every copied batch queued by
+// fillUnlocking, from the replay buffer. Called with s.mu held, the
+// connection free and not detached, and something pending; releases it
+// while writing.
+func (s *Session) writePendingUnlocking(r *resumer) {
+	c := s.seam
+	s.connBusy = true
+	bufs, n := r.pending, r.pendingN
+	r.pending, r.writing = r.writing[:0], nil
+	r.pendingN = 0
+	r.kickFiller() // the next batch may be copied during this write
+	r.busyFrom = r.wrote
+	r.wrote += uint64(n)
+	s.moveWriteDeadline(c)
+	s.mu.Unlock()
+
+	s.stats.writes.Add(1)
+	s.stats.bytesSent.Add(uint64(n)) // counted before the write: see Stats
+	err := c.writeBufs(bufs)
+
+	s.mu.Lock()
+	clear(bufs)
+	r.writing = bufs[:0]
+	if err != nil && s.connLost(c, fmt.Errorf("writing to connection: %w", err)) {
+		err = nil // the bytes are in the replay buffer: they go out on resume
 	}
 	s.connBusy = false
 	s.trimOut()
@@ -484,7 +563,7 @@ func (s *Session) writeDone(c *seam, err error) {
 		}
 		s.shutdown(s.writeErr, false)
 	}
-	if s.closing || s.sched.HasWork(s.dataRoom()) {
+	if s.closing || s.sched.HasWork(s.dataRoom()) || s.replayPending() {
 		s.wake()
 	}
 }
@@ -492,7 +571,7 @@ func (s *Session) writeDone(c *seam, err error) {
 // writeDirectUnlocking lets a Write send its data itself when the
 // connection is idle. Called with s.mu held; releases it while writing.
 func (s *Session) writeDirectUnlocking() {
-	if directWrites && s.connFree() && !s.closing {
+	if directWrites && s.idle() && !s.closing {
 		s.writeBatchUnlocking()
 		return
 	}
@@ -505,7 +584,7 @@ func (s *Session) writeDirectUnlocking() {
 // without waiting for the writer goroutine to be scheduled); otherwise it
 // wakes the writer. Called with s.mu held; releases it while writing.
 func (s *Session) flushControlUnlocking() {
-	if directWrites && directUpdates && s.connFree() && !s.closing && s.sched.Len() == 0 {
+	if directWrites && directUpdates && s.idle() && !s.closing && s.sched.Len() == 0 {
 		s.writeBatchUnlocking()
 		return
 	}

@@ -273,11 +273,16 @@ func (s *Session) negotiate(peer []frame.Compression) frame.Compression {
 	return frame.CompressionNone
 }
 
-// wake nudges the writer goroutine.
+// wake nudges the writer goroutine (and a resumable session's filler,
+// fillLoop). Called with s.mu held.
 func (s *Session) wake() {
+	s.assertLocked()
 	select {
 	case s.kick <- struct{}{}:
 	default:
+	}
+	if s.res != nil {
+		s.res.kickFiller()
 	}
 }
 
@@ -502,8 +507,8 @@ func (s *Session) Ping(ctx context.Context) (time.Duration, error) {
 	s.pings[id] = ch
 	start := time.Now()
 	s.sched.PushControl(&frame.Frame{Type: frame.Ping, Opaque: id})
-	s.mu.Unlock()
 	s.wake()
+	s.mu.Unlock()
 	select {
 	case <-ch:
 		return time.Since(start), nil

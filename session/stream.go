@@ -435,8 +435,8 @@ func (st *Stream) transmitUnlocking(p []byte, framed []byte) (int, error) {
 	}
 	// A resumable session copies every batch to its replay buffer and
 	// writes it from there, so a Write's bytes are free before the
-	// connection write: a large one leaves that write to the writer
-	// goroutine and goes on (writeResumableUnlocking).
+	// connection write: a large one leaves both to the filler and writer
+	// goroutines (writeLoop), and returns once its bytes are copied.
 	handOff := guarded || (s.res != nil && len(data) >= handOffMin)
 	if handOff {
 		s.wake()
@@ -453,7 +453,7 @@ func (st *Stream) transmitUnlocking(p []byte, framed []byte) (int, error) {
 			break
 		}
 		canSend := framed != nil || (ms.Credit() > 0 && s.sendWin.Available() > 0)
-		if !handOff && directWrites && s.connFree() && !s.closing && s.sched.HasWork(s.dataRoom()) {
+		if !handOff && directWrites && s.idle() && !s.closing && s.sched.HasWork(s.dataRoom()) {
 			// The connection is idle and something can be sent (ours,
 			// or frames queued while we wrote): write it ourselves
 			// rather than wait for the writer goroutine to be scheduled.
@@ -517,8 +517,8 @@ func (st *Stream) transmitUnlocking(p []byte, framed []byte) (int, error) {
 const maxGuardedCopy = 256 << 10
 
 // handOffMin: in a resumable session, a Write of at least this many bytes
-// leaves the connection write to the writer goroutine; smaller ones (a
-// message) write themselves when the connection is idle.
+// leaves copying and writing to the filler and writer goroutines; smaller
+// ones (a message) write themselves when the connection is idle.
 const handOffMin = 16 << 10
 
 // writeCompressedUnlocking sends p in chunks of at most one frame, each
