@@ -378,6 +378,7 @@ func BenchmarkOpenEchoClose(b *testing.B) {
 
 // Experiment knobs for the benchmarks, used to choose the defaults
 // recorded in BENCHMARKS.md: BRAID_BATCH (bytes per vectored write),
+// BRAID_PENDING (copied bytes a resumable session lets wait: pendingMax),
 // BRAID_LOWAT (TCP_NOTSENT_LOWAT), BRAID_YIELD and BRAID_DIRECT (0 or
 // 1), BRAID_READAHEAD (bytes per read call of the reader goroutine),
 // and BRAID_MAXWIN / BRAID_INITWIN (see benchConfig). Unset, the

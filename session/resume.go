@@ -633,9 +633,10 @@ func (s *Session) attachUnlocking(c *seam, peerReceived uint64, prefix func(rece
 var ErrNotResumed = errors.New("braid: session could not be resumed")
 
 // pendingMax: a batch may be filled while fewer than this many bytes of
-// copied batches wait for the connection. Two batches (256 KiB) keep the
-// writer goroutine busy while the filler waits to be scheduled: 64-stream
-// bulk moved 1.04–1.15× resumption off, against 0.86 with 128 KiB and
-// 0.99–1.00 with 512 KiB or 1 MiB (BENCHMARKS.md). More is also more a
-// small message can wait behind.
-var pendingMax = 256 << 10
+// copied batches wait for the connection, so that the writer goroutine
+// finds the next write ready while the filler waits to be scheduled. On
+// 64-stream bulk (medians of 8–12 interleaved runs, resumption on ÷ off)
+// 128 KiB gave 0.86, 256 KiB 0.95–1.04, 512 KiB 0.99–1.04; echo behind
+// bulk did not get slower. More is also more a small message may wait
+// behind.
+var pendingMax = 512 << 10
