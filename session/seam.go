@@ -405,11 +405,7 @@ func (s *Session) writeCopyUnlocking(r *resumer) {
 	c := s.seam
 	w := &c.w
 	s.connBusy = true
-	r.filling = true
-	used := s.fillBatch(w)
-	size := w.batch.Size()
-	r.sent += uint64(size)
-	regions := r.out.reserve(size, r.regions[:0])
+	used, size, regions := s.fillReplay(r, w)
 	detached := r.detached
 	r.busyFrom = r.wrote
 	if !detached {
@@ -427,14 +423,44 @@ func (s *Session) writeCopyUnlocking(r *resumer) {
 	copyBufs(regions, w.batch.Buffers())
 
 	s.mu.Lock()
+	s.filled(r, w, used, regions)
+	s.replayWriteDone(r, c, err)
+}
+
+// fillReplay starts filling a batch of a resumable session: it takes
+// resumer.filling, fills w.batch and reserves its bytes at the end of
+// the replay buffer, returning the DATA bytes taken, the batch's size and
+// the regions to copy it into. Called with s.mu held and r.filling false.
+func (s *Session) fillReplay(r *resumer, w *connWriter) (used, size int, regions net.Buffers) {
+	r.filling = true
+	used = s.fillBatch(w)
+	size = w.batch.Size()
+	r.sent += uint64(size)
+	return used, size, r.out.reserve(size, r.regions[:0])
+}
+
+// filled ends what fillReplay began, once the batch is copied into
+// regions: the batch's Writes are done with their bytes, and filling is
+// free. Called with s.mu held.
+func (s *Session) filled(r *resumer, w *connWriter, used int, regions net.Buffers) {
 	s.releaseBatch(w)
 	s.stats.framesSent.Add(uint64(w.frames))
 	s.stats.dataSent.Add(uint64(used))
 	clear(regions)
 	r.regions = regions[:0]
 	r.filling = false
+	if r.swapping {
+		r.swapped.Broadcast()
+	}
+}
+
+// replayWriteDone gives the connection back after a resumable session's
+// write: a failed write detaches the session (the bytes are in the
+// replay buffer and go out on resume) rather than end it. Called with
+// s.mu held.
+func (s *Session) replayWriteDone(r *resumer, c *seam, err error) {
 	if err != nil && s.connLost(c, fmt.Errorf("writing to connection: %w", err)) {
-		err = nil // the batch is in the replay buffer: it goes out on resume
+		err = nil
 	}
 	s.connBusy = false
 	s.trimOut()
@@ -451,29 +477,17 @@ func (s *Session) writeCopyUnlocking(r *resumer) {
 // held, resumption agreed and r.canFill; releases it while copying.
 func (s *Session) fillUnlocking(r *resumer) {
 	w := &s.seam.w
-	r.filling = true
-	used := s.fillBatch(w)
-	size := w.batch.Size()
-	r.sent += uint64(size)
-	regions := r.out.reserve(size, r.regions[:0])
+	used, size, regions := s.fillReplay(r, w)
 	s.mu.Unlock()
 
 	copyBufs(regions, w.batch.Buffers())
 
 	s.mu.Lock()
-	s.releaseBatch(w)
-	s.stats.framesSent.Add(uint64(w.frames))
-	s.stats.dataSent.Add(uint64(used))
 	if !r.detached { // while detached, the resume sends it
 		r.pending = appendRegions(r.pending, regions)
 		r.pendingN += size
 	}
-	clear(regions)
-	r.regions = regions[:0]
-	r.filling = false
-	if r.swapping {
-		r.swapped.Broadcast()
-	}
+	s.filled(r, w, used, regions)
 	s.wake()
 }
 
@@ -501,15 +515,7 @@ func (s *Session) writePendingUnlocking(r *resumer) {
 	s.mu.Lock()
 	clear(bufs)
 	r.writing = bufs[:0]
-	if err != nil && s.connLost(c, fmt.Errorf("writing to connection: %w", err)) {
-		err = nil // the bytes are in the replay buffer: they go out on resume
-	}
-	s.connBusy = false
-	s.trimOut()
-	if r.swapping {
-		r.swapped.Broadcast()
-	}
-	s.writeDone(c, err)
+	s.replayWriteDone(r, c, err)
 }
 
 // releaseBatch applies a batch of a resumable session that is in the
