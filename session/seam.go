@@ -304,7 +304,10 @@ func (s *Session) writeLoop() {
 				s.writePendingUnlocking(r)
 				continue
 			}
-			if !r.fillerOn && r.canFill() && s.sched.HasWork(s.dataRoom()) {
+			if (!r.fillerOn || s.closing) && r.canFill() && s.sched.HasWork(s.dataRoom()) {
+				// The filler is gone, or may not have seen that the
+				// session is closing: what is queued (a GOAWAY) must
+				// go out before the writer closes the connection.
 				s.fillUnlocking(r)
 				continue
 			}
