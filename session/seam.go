@@ -289,11 +289,12 @@ func (s *Session) readFailed(err error) {
 // connection, once the session is closing and nothing sendable is left,
 // or on a write error.
 //
-// In a resumable session it works in two stages that may run at once: a
-// batch is filled and copied to the replay buffer by whoever holds
-// resumer.filling (this goroutine, or a large Write), and written from
-// there by whoever holds connBusy (this goroutine). So one batch is
-// copied while the one before it is written.
+// In a resumable session it works in two stages that run at once: the
+// filler goroutine (fillLoop, holding resumer.filling) fills a batch and
+// copies it to the replay buffer, and this goroutine (holding connBusy)
+// writes the copies from there. So one batch is copied while the one
+// before it is written. Once the filler has stopped (the session is
+// closing), this goroutine fills too.
 func (s *Session) writeLoop() {
 	defer s.wg.Done()
 	s.mu.Lock()

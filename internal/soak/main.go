@@ -14,6 +14,13 @@
 // end a session; -cuts also cuts the connection at a random byte, after
 // which the next session starts.
 //
+// With -resume, sessions are resumable (session.Dial and a
+// session.Listener) over loopback TCP through a relay
+// (internal/cutrelay) that cuts the connection every 0.2-3 s. The
+// sessions must resume every time: no stream may fail, and each session's
+// Stats().Resumes is checked against the cuts. The link flags (-rtt,
+// -rate, -faults, -cuts) do not apply then.
+//
 // A line every minute and a report at the end give: streams completed,
 // bytes verified, corruptions (must be 0), resets seen, unexpected errors,
 // peak heap and the heap's peak in the first and last minute, and the
@@ -57,6 +64,7 @@ type options struct {
 	duration    time.Duration
 	faults      bool
 	cuts        bool
+	resume      bool
 	compression bool
 	streams     int
 	bulk        int64
@@ -73,6 +81,7 @@ func main() {
 	flag.DurationVar(&o.duration, "duration", 10*time.Minute, "how long to run")
 	flag.BoolVar(&o.faults, "faults", false, "inject faults that must not end a session: stalls, and writes of random sizes")
 	flag.BoolVar(&o.cuts, "cuts", false, "also cut each session's connection at a random byte (2-40 MB in); a new session follows")
+	flag.BoolVar(&o.resume, "resume", false, "resumable sessions over loopback TCP, their connection cut every 0.2-3 s; every cut must be resumed (the link flags do not apply)")
 	flag.BoolVar(&o.compression, "compression", false, "alternate sessions between zstd compression and none (default: none)")
 	flag.IntVar(&o.streams, "streams", 16, "streams in flight at once, at most")
 	flag.Int64Var(&o.bulk, "bulk", 8<<20, "bytes of each bulk stream")
@@ -113,8 +122,13 @@ func run(o options) int {
 		mem.run(ctx, &c)
 	}()
 
-	fmt.Printf("soak: %v, faults %v, cuts %v, compression %v, %d streams at a time, bulk %d bytes, sessions of %v, link RTT %v at %d B/s, seed %d\n",
-		o.duration, o.faults, o.cuts, o.compression, o.streams, o.bulk, o.sessionLife, o.rtt, o.rate, o.seed)
+	if o.resume {
+		fmt.Printf("soak: %v, resumable sessions cut every 0.2-3 s, compression %v, %d streams at a time, bulk %d bytes, sessions of %v, loopback TCP, seed %d\n",
+			o.duration, o.compression, o.streams, o.bulk, o.sessionLife, o.seed)
+	} else {
+		fmt.Printf("soak: %v, faults %v, cuts %v, compression %v, %d streams at a time, bulk %d bytes, sessions of %v, link RTT %v at %d B/s, seed %d\n",
+			o.duration, o.faults, o.cuts, o.compression, o.streams, o.bulk, o.sessionLife, o.rtt, o.rate, o.seed)
+	}
 	for i := 0; ctx.Err() == nil; i++ {
 		if err := runSession(ctx, o, i, &c); err != nil {
 			c.unexpected(fmt.Sprintf("session %d: %v", i, err))
@@ -190,30 +204,42 @@ func runSession(ctx context.Context, o options, i int, c *counters) error {
 	if o.compression && i%2 == 0 {
 		cfg.Compression = session.CompressionZstd
 	}
-	fmt.Printf("session %d: compression %v, link %v at %d B/s%s\n", i, cfg.Compression, o.rtt, lcfg.Rate, describeFaults(lcfg.Faults))
-	cc, sc, link, err := linkemu.PipeLink(lcfg)
-	if err != nil {
-		return err
-	}
-	defer link.Close()
-	srvCh := make(chan *session.Session, 1)
-	go func() {
-		s, err := session.Server(sc, cfg)
+	var cli, srv *session.Session
+	var resumed func() error // with -resume: checks the resumes against the cuts
+	if o.resume {
+		fmt.Printf("session %d: compression %v, resumable, loopback TCP cut every 0.2-3 s\n", i, cfg.Compression)
+		rs, err := startResumable(ctx, cfg, rng, o.sessionLife)
 		if err != nil {
-			c.unexpected(fmt.Sprintf("server handshake: %v", err))
+			return err
 		}
-		srvCh <- s
-	}()
-	cli, err := session.Client(cc, cfg)
-	srv := <-srvCh
-	if err != nil || srv == nil {
-		if cli != nil {
-			cli.Close()
+		defer rs.close()
+		cli, srv, resumed = rs.cli, rs.srv, rs.check
+	} else {
+		fmt.Printf("session %d: compression %v, link %v at %d B/s%s\n", i, cfg.Compression, o.rtt, lcfg.Rate, describeFaults(lcfg.Faults))
+		cc, sc, link, err := linkemu.PipeLink(lcfg)
+		if err != nil {
+			return err
 		}
-		if srv != nil {
-			srv.Close()
+		defer link.Close()
+		srvCh := make(chan *session.Session, 1)
+		go func() {
+			s, err := session.Server(sc, cfg)
+			if err != nil {
+				c.unexpected(fmt.Sprintf("server handshake: %v", err))
+			}
+			srvCh <- s
+		}()
+		cli, err = session.Client(cc, cfg)
+		srv = <-srvCh
+		if err != nil || srv == nil {
+			if cli != nil {
+				cli.Close()
+			}
+			if srv != nil {
+				srv.Close()
+			}
+			return fmt.Errorf("handshake: %v", err)
 		}
-		return fmt.Errorf("handshake: %v", err)
 	}
 	c.sessions.Add(1)
 	if cli.Compression() == session.CompressionZstd {
@@ -247,6 +273,11 @@ func runSession(ctx context.Context, o options, i int, c *counters) error {
 	if cut {
 		c.cutSessions.Add(1)
 	}
+	var resumeErr error
+	if resumed != nil {
+		resumeErr = resumed() // before Close: a cut may still be resuming
+		c.resumes.Add(int64(cli.Stats().Resumes))
+	}
 	closing.set()
 	cli.Close()
 	srv.Close()
@@ -254,7 +285,7 @@ func runSession(ctx context.Context, o options, i int, c *counters) error {
 	if cut && !o.cuts {
 		return fmt.Errorf("session ended by itself: client %v, server %v", cli.Err(), srv.Err())
 	}
-	return nil
+	return resumeErr
 }
 
 func writeHeapProfile(name string) error {

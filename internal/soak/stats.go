@@ -16,6 +16,7 @@ import (
 // counters are the soak's results, updated by every stream.
 type counters struct {
 	sessions, zstdSessions, cutSessions  atomic.Int64
+	resumes                              atomic.Int64 // with -resume: connections resumed
 	streams, bulkStreams, bytesVerified  atomic.Int64
 	corruptions, errors                  atomic.Int64
 	resetsSent, resetsSeen, serverResets atomic.Int64
@@ -84,7 +85,7 @@ func (c *counters) line() string {
 func (c *counters) report(m *memWatch) string {
 	var b strings.Builder
 	p := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
-	p("sessions:           %d (%d with zstd, %d ended by a cut)", c.sessions.Load(), c.zstdSessions.Load(), c.cutSessions.Load())
+	p("sessions:           %d (%d with zstd, %d ended by a cut, %d cuts resumed)", c.sessions.Load(), c.zstdSessions.Load(), c.cutSessions.Load(), c.resumes.Load())
 	p("streams completed:  %d (%d bulk), every one SHA-256-checked", c.streams.Load(), c.bulkStreams.Load())
 	p("bytes verified:     %s", mib(uint64(c.bytesVerified.Load())))
 	p("corruptions:        %d", c.corruptions.Load())
