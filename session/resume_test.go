@@ -985,8 +985,9 @@ func testResumeInFlight(t *testing.T, c session.Compression) {
 		// and lost (the relay has swallowed at least what the sender
 		// counted in BytesSent since the hole opened: a write is
 		// counted before it is made, so none of it slipped through
-		// before the hole), then cut it. The FINs and RESETs were queued just
-		// before: they are on the old connection too, or about to be.
+		// before the hole), then cut it. The FINs and RESETs were
+		// queued just before: they are on the old connection too, or
+		// about to be.
 		for _, d := range rd.holes {
 			o := 0 // client→server carries what the client wrote
 			if d == cutrelay.ToClient {
