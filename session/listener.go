@@ -183,13 +183,7 @@ func (l *Listener) acceptLoop() {
 			return
 		}
 		pause = 0
-		l.mu.Lock()
-		full := l.pending >= maxPendingHandshakes
-		if !full {
-			l.pending++
-		}
-		l.mu.Unlock()
-		if full {
+		if !l.take(&l.pending) {
 			conn.Close()
 			continue
 		}
@@ -241,13 +235,7 @@ func (l *Listener) serveConn(conn net.Conn) {
 	// Waiting for Accept no longer counts as a handshake (resumes must
 	// not be shut out by sessions the application is slow to accept),
 	// but is bounded too.
-	l.mu.Lock()
-	full := l.queued >= maxPendingHandshakes
-	if !full {
-		l.queued++
-	}
-	l.mu.Unlock()
-	if full {
+	if !l.take(&l.queued) {
 		l.log.Warn("braid: listener: too many sessions waiting for Accept; closing a new one", "remote", conn.RemoteAddr())
 		s.Close()
 		return
@@ -392,4 +380,16 @@ func (s *Session) endDetached(why string) {
 	if s.detached() && s.closeErr == nil {
 		s.shutdown(fmt.Errorf("%w: the connection was lost (%v), and %s", ErrNotResumed, s.res.lostErr, why), false)
 	}
+}
+
+// take takes one of the maxPendingHandshakes slots counted by *n
+// (l.pending or l.queued), reporting false if none is left.
+func (l *Listener) take(n *int) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if *n >= maxPendingHandshakes {
+		return false
+	}
+	*n++
+	return true
 }

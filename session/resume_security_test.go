@@ -120,6 +120,29 @@ func rsStartTCP(t *testing.T, cfg *session.Config) *rsTCP {
 	return x
 }
 
+// staysOn checks that the session still runs on the relay's connection
+// i (numbered from 0) after refused attempts (what): 256 KiB echoed go up
+// and come down that connection, the relay carried no other connection
+// after it, and each side counted i resumes.
+func (x *rsTCP) staysOn(t *testing.T, i int, what string) {
+	t.Helper()
+	conn := rsConn(t, x.relay, i)
+	up, down := conn.Carried(cutrelay.ToServer), conn.Carried(cutrelay.ToClient)
+	rsEcho(t, x.cs, 256<<10, nil)
+	if d := conn.Carried(cutrelay.ToServer) - up; d < 256<<10 {
+		t.Errorf("after %s, %d bytes went up connection %d, want ≥ %d: was it dropped?", what, d, i, 256<<10)
+	}
+	if d := conn.Carried(cutrelay.ToClient) - down; d < 256<<10 {
+		t.Errorf("after %s, %d bytes came down connection %d, want ≥ %d", what, d, i, 256<<10)
+	}
+	if n := x.relay.Accepted(); n != i+1 {
+		t.Errorf("after %s, %d connections relayed, want %d (no reconnection)", what, n, i+1)
+	}
+	if c, s := x.cs.Stats().Resumes, x.ss.Stats().Resumes; c != uint64(i) || s != uint64(i) {
+		t.Errorf("Resumes = %d (client), %d (server) after %s; want %d", c, s, what, i)
+	}
+}
+
 // rsEcho sends n bytes through a new echo stream of s and checks they
 // come back intact. cut, if not nil, is called once a quarter of them have
 // come back.
@@ -314,21 +337,7 @@ func TestResumeForgedProofRefused(t *testing.T) {
 	}
 
 	// The session never left its first connection.
-	first := rsConn(t, x.relay, 0)
-	up, down := first.Carried(cutrelay.ToServer), first.Carried(cutrelay.ToClient)
-	rsEcho(t, x.cs, 256<<10, nil)
-	if d := first.Carried(cutrelay.ToServer) - up; d < 256<<10 {
-		t.Errorf("after the forgeries, %d bytes went up the first connection, want ≥ %d: was it dropped?", d, 256<<10)
-	}
-	if d := first.Carried(cutrelay.ToClient) - down; d < 256<<10 {
-		t.Errorf("after the forgeries, %d bytes came down the first connection, want ≥ %d", d, 256<<10)
-	}
-	if n := x.relay.Accepted(); n != 1 {
-		t.Errorf("%d connections relayed, want 1 (no reconnection)", n)
-	}
-	if c, s := x.cs.Stats().Resumes, x.ss.Stats().Resumes; c != 0 || s != 0 {
-		t.Errorf("Resumes = %d (client), %d (server) after refused forgeries; want 0", c, s)
-	}
+	x.staysOn(t, 0, "the forgeries")
 
 	// A real cut mid-transfer: the real client resumes.
 	rsEcho(t, x.cs, 4<<20, rsCut(x.relay))
@@ -396,17 +405,7 @@ func TestResumeReplayRefused(t *testing.T) {
 	}
 
 	// The session stays on its second connection, untouched.
-	up := second.Carried(cutrelay.ToServer)
-	rsEcho(t, x.cs, 256<<10, nil)
-	if d := second.Carried(cutrelay.ToServer) - up; d < 256<<10 {
-		t.Errorf("after the replays, %d bytes went up the resumed connection, want ≥ %d", d, 256<<10)
-	}
-	if n := x.relay.Accepted(); n != 2 {
-		t.Errorf("%d connections relayed, want 2", n)
-	}
-	if c, s := x.cs.Stats().Resumes, x.ss.Stats().Resumes; c != 1 || s != 1 {
-		t.Errorf("Resumes = %d (client), %d (server) after refused replays; want 1", c, s)
-	}
+	x.staysOn(t, 1, "the replays")
 
 	// And it resumes again.
 	rsEcho(t, x.cs, 4<<20, rsCut(x.relay))

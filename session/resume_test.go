@@ -12,7 +12,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
-	"runtime/debug"
 	"runtime/pprof"
 	"strings"
 	"sync"
@@ -35,21 +34,6 @@ import (
 // once, in order (SHA-256 checked), no call fails, and Stats().Resumes
 // counts exactly the connections that were re-attached. Every test ends
 // with goleak: closing the sessions and the Listener leaves no goroutine.
-
-// resumeRace reports whether the test binary was built with -race; some
-// tests move less data then.
-var resumeRace = func() bool {
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return false
-	}
-	for _, s := range bi.Settings {
-		if s.Key == "-race" {
-			return s.Value == "true"
-		}
-	}
-	return false
-}()
 
 // resumeWait bounds every wait for something that should happen soon; it
 // only runs out when a test is failing.
@@ -194,6 +178,26 @@ func (p *resumePair) waitResumes(t testing.TB, cli, srv uint64) {
 			t.Fatalf("Stats().Resumes: client %d, server %d after %v; want %d and %d\n%s", c, s, resumeWait, cli, srv, p.stats())
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// cutOne is a bulkSpec cut: it resets the one live connection.
+func (p *resumePair) cutOne(t testing.TB, i int) {
+	if n := p.relay.Cut(); n != 1 {
+		t.Errorf("cut %d reset %d connections, want 1", i, n)
+	}
+}
+
+// wantResumePerCut checks what cuts cuts of a working connection must
+// leave: exactly one re-attachment per cut on each side, once the last
+// has been counted (it may come after the data, if the last cut came
+// late in the transfer), and one connection per resume (nothing went
+// wrong in the resumes themselves).
+func (p *resumePair) wantResumePerCut(t testing.TB, cuts int) {
+	t.Helper()
+	p.waitResumes(t, uint64(cuts), uint64(cuts))
+	if n := p.relay.Accepted(); n != cuts+1 {
+		t.Errorf("the relay carried %d connections, want %d (the first and one per cut)", n, cuts+1)
 	}
 }
 
@@ -520,7 +524,7 @@ func runBulk(t *testing.T, p *resumePair, spec bulkSpec) {
 // (klauspost/compress is Go code, much slowed by -race; the full size
 // runs in every normal go test).
 func bulkSize(c session.Compression) int {
-	if resumeRace && c == session.CompressionZstd {
+	if session.RaceEnabled && c == session.CompressionZstd {
 		return 4 << 20 // zstd is slow under -race
 	}
 	return 32 << 20
@@ -537,11 +541,7 @@ func testResumeBulk(t *testing.T, c session.Compression) {
 		size:    bulkSize(c),
 		text:    c == session.CompressionZstd,
 		cuts:    []float64{0.25, 0.50, 0.75},
-		cut: func(t testing.TB, i int) {
-			if n := p.relay.Cut(); n != 1 {
-				t.Errorf("cut %d reset %d connections, want 1", i, n)
-			}
-		},
+		cut:     p.cutOne,
 		// Cut i lands once resume i-1 has completed on both sides.
 		resumesBefore: func(i int) (uint64, uint64) { return uint64(i), uint64(i) },
 	})
@@ -549,16 +549,7 @@ func testResumeBulk(t *testing.T, c session.Compression) {
 		t.Log(p.stats())
 		return
 	}
-	// Each cut reset a working connection, so each was followed by
-	// exactly one re-attachment on each side: exactly 3, once the last
-	// has been counted (it may be after the data, if the last cut came
-	// late in the transfer).
-	p.waitResumes(t, 3, 3)
-	// Nothing went wrong in the resumes themselves: each took one
-	// connection.
-	if n := p.relay.Accepted(); n != 4 {
-		t.Errorf("the relay carried %d connections, want 4 (the first and one per cut)", n)
-	}
+	p.wantResumePerCut(t, 3)
 	t.Logf("%v; %s", time.Since(start), p.stats())
 }
 
@@ -603,7 +594,7 @@ var resumeRequestLen = func() int64 {
 // saw the answer); one cut while resending counts on both.
 func TestResumeHandshakeCut(t *testing.T) {
 	size := 4 << 20
-	if resumeRace {
+	if session.RaceEnabled {
 		size = 1 << 20
 	}
 	cases := []struct {
@@ -688,29 +679,22 @@ func TestResumeHandshakeCut(t *testing.T) {
 // exactly one resume on each side.
 func TestResumeBackToBackCuts(t *testing.T) {
 	size := 4 << 20
-	if resumeRace {
+	if session.RaceEnabled {
 		size = 1 << 20
 	}
 	p := newResumePair(t, resumeCfg(session.CompressionNone), resumeCfg(session.CompressionNone))
 	runBulk(t, p, bulkSpec{
-		streams: 4,
-		size:    size,
-		cuts:    []float64{0.5, 0.5, 0.5},
-		cut: func(t testing.TB, i int) {
-			if n := p.relay.Cut(); n != 1 {
-				t.Errorf("cut %d reset %d connections, want 1", i, n)
-			}
-		},
+		streams:       4,
+		size:          size,
+		cuts:          []float64{0.5, 0.5, 0.5},
+		cut:           p.cutOne,
 		resumesBefore: func(i int) (uint64, uint64) { return uint64(i), uint64(i) },
 	})
 	if t.Failed() {
 		t.Log(p.stats())
 		return
 	}
-	p.waitResumes(t, 3, 3)
-	if n := p.relay.Accepted(); n != 4 {
-		t.Errorf("the relay carried %d connections, want 4 (the first and one per cut)", n)
-	}
+	p.wantResumePerCut(t, 3)
 }
 
 // TestResumeServerDidNotNotice breaks the path so that only the client
@@ -722,7 +706,7 @@ func TestResumeBackToBackCuts(t *testing.T) {
 // closed.
 func TestResumeServerDidNotNotice(t *testing.T) {
 	size := 4 << 20
-	if resumeRace {
+	if session.RaceEnabled {
 		size = 1 << 20
 	}
 	p := newResumePair(t, resumeCfg(session.CompressionNone), resumeCfg(session.CompressionNone))

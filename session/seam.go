@@ -353,22 +353,7 @@ func (s *Session) writeBatchUnlocking() {
 	s.stats.dataSent.Add(uint64(used))
 
 	s.mu.Lock()
-	for _, e := range w.batch.Sent() {
-		st := e.Stream.Owner
-		st.send.inflight -= int32(e.N)
-		if err == nil {
-			if e.N > 0 { // a Write's bytes: it allocated st.waits
-				st.waits.wrote += e.N
-			}
-			if e.Fin {
-				st.finSent()
-			}
-		}
-		if st.send.inflight == 0 {
-			st.notify()
-		}
-	}
-	w.batch.Reset()
+	s.releaseBatch(w, err == nil)
 	s.connBusy = false
 	s.writeDone(c, err)
 }
@@ -447,7 +432,7 @@ func (s *Session) fillReplay(r *resumer, w *connWriter) (used, size int, regions
 // regions: the batch's Writes are done with their bytes, and filling is
 // free. Called with s.mu held.
 func (s *Session) filled(r *resumer, w *connWriter, used int, regions net.Buffers) {
-	s.releaseBatch(w)
+	s.releaseBatch(w, true)
 	s.stats.framesSent.Add(uint64(w.frames))
 	s.stats.dataSent.Add(uint64(used))
 	clear(regions)
@@ -522,18 +507,21 @@ func (s *Session) writePendingUnlocking(r *resumer) {
 	s.replayWriteDone(r, c, err)
 }
 
-// releaseBatch applies a batch of a resumable session that is in the
-// replay buffer: its Writes are done with their bytes, its FINs are sent.
-// Called with s.mu held.
-func (s *Session) releaseBatch(w *connWriter) {
+// releaseBatch lets go of a batch once it is written (or, in a resumable
+// session, in the replay buffer): its Writes are done with their bytes
+// and, if sent, count them as written and its FINs as sent. Called with
+// s.mu held.
+func (s *Session) releaseBatch(w *connWriter, sent bool) {
 	for _, e := range w.batch.Sent() {
 		st := e.Stream.Owner
 		st.send.inflight -= int32(e.N)
-		if e.N > 0 { // a Write's bytes: it allocated st.waits
-			st.waits.wrote += e.N
-		}
-		if e.Fin {
-			st.finSent()
+		if sent {
+			if e.N > 0 { // a Write's bytes: it allocated st.waits
+				st.waits.wrote += e.N
+			}
+			if e.Fin {
+				st.finSent()
+			}
 		}
 		if st.send.inflight == 0 {
 			st.notify()

@@ -1,0 +1,4 @@
+package session
+
+// RaceEnabled is raceEnabled for the tests of package session_test.
+var RaceEnabled = raceEnabled
