@@ -50,8 +50,9 @@
 // (growing it would only queue more data in front of other streams).
 // Then a new epoch starts. The growth (the window minus its initial size) is reserved
 // from a Budget shared by the session, all or nothing; if the Budget cannot
-// pay, the window keeps its size. Windows never shrink. RecvWindow.Close
-// gives the growth back.
+// pay, the window keeps its size. Windows shrink only when the caller
+// says so (RecvWindow.Shrink, back to the initial size; credit already
+// granted stays granted). RecvWindow.Close gives the growth back.
 //
 // # Errors and panics
 //

@@ -20,6 +20,9 @@ import (
 //
 //	Consumed() <= Received() <= Granted() <= Consumed() + Window()
 //	initial <= Window() <= max <= MaxWindow, Window() = initial + Reserved() until Close
+//
+// except that after Shrink, Granted() may exceed Consumed() + Window()
+// (credit is never taken back) until the application has consumed enough.
 type RecvWindow struct {
 	received      uint64        // payload bytes the peer has sent
 	consumed      uint64        // bytes the application has read
@@ -83,15 +86,46 @@ func (w *RecvWindow) Consume(n int, now time.Time, rtt time.Duration, b *Budget)
 		panic(fmt.Sprintf("flowcontrol: Consume(%d) with %d bytes buffered", n, w.received-w.consumed))
 	}
 	w.consumed += uint64(n)
-	// granted <= consumed + window, so this does not underflow.
-	pending := w.consumed + uint64(w.window) - w.granted
+	pending := w.pending()
 	if pending == 0 || pending < uint64(w.window/updateDivisor(rtt)) {
 		return 0
 	}
 	w.tune(now, rtt, b)
-	delta := w.consumed + uint64(w.window) - w.granted // <= window <= MaxWindow
+	delta := w.pending() // <= window <= MaxWindow
 	w.granted += delta
 	return uint32(delta)
+}
+
+// pending returns the credit an update would give now: what brings the
+// peer's credit, counted from consumed, back up to the window. It is 0
+// while more is granted than that (after Shrink).
+func (w *RecvWindow) pending() uint64 {
+	if top := w.consumed + uint64(w.window); top > w.granted {
+		return top - w.granted
+	}
+	return 0
+}
+
+// Shrink sets the window back to its initial size, returning its growth
+// to b (the Budget passed to Consume), and starts a new tuning epoch at
+// now: a session shrinks a stream's window when its data starts to queue
+// in front of other streams' messages, so that what it regrows to is
+// judged afresh. Credit already granted is not taken back: no update is
+// due until the application has consumed past it. Shrink panics where
+// Close does (growth held and b nil, or b the wrong Budget). After Close
+// it changes nothing.
+func (w *RecvWindow) Shrink(now time.Time, b *Budget) {
+	if w.reserved == 0 {
+		return
+	}
+	if b == nil {
+		panic("flowcontrol: Shrink(nil) on a window holding budget")
+	}
+	b.Release(int64(w.reserved))
+	w.window -= w.reserved
+	w.reserved = 0
+	w.epochStart = since(now)
+	w.epochConsumed = w.consumed
 }
 
 // ConsumeLimited is Consume for a moment when the peer should have at
@@ -124,8 +158,8 @@ func (w *RecvWindow) ConsumeLimited(n int, limit uint32) uint32 {
 // update, so a caller can skip reading the clock when none is due. It
 // changes nothing.
 func (w *RecvWindow) UpdateDue(n int, rtt time.Duration) bool {
-	pending := w.consumed + uint64(n) + uint64(w.window) - w.granted
-	return pending != 0 && pending >= uint64(w.window/updateDivisor(rtt))
+	top := w.consumed + uint64(n) + uint64(w.window)
+	return top > w.granted && top-w.granted >= uint64(w.window/updateDivisor(rtt))
 }
 
 // updateDivisor is UpdateDivisor, or ShortPathUpdateDivisor when rtt is
@@ -188,7 +222,8 @@ func (w *RecvWindow) drainedFast(now time.Time, rtt time.Duration, inEpoch uint6
 func (w *RecvWindow) Window() uint32 { return w.window }
 
 // Buffered returns the bytes received but not yet consumed:
-// Received() - Consumed(). It never exceeds Window().
+// Received() - Consumed(). It never exceeds Window(), or after Shrink
+// the window before it.
 func (w *RecvWindow) Buffered() int { return int(w.received - w.consumed) }
 
 // Credit returns the bytes the peer may still send: Granted() - Received().

@@ -383,3 +383,84 @@ func TestRecvWindowShortPathThreshold(t *testing.T) {
 		t.Fatalf("Consume(1) at half the window = %d, want 500", d)
 	}
 }
+
+// TestRecvWindowShrink: Shrink returns the window to its initial size and
+// its growth to the budget; credit already granted stays granted, and no
+// update is due until the application has consumed past it, after which
+// updates restore the initial window's credit (and growth resumes).
+func TestRecvWindowShrink(t *testing.T) {
+	const rtt = 10 * time.Millisecond
+	b := NewBudget(1 << 20)
+	w := NewRecvWindow(1000, 8000, t0)
+	// Grow twice: 1000 -> 2000 -> 4000, the reader keeping up.
+	now := t0
+	for range 2 {
+		n := int(w.Credit())
+		if err := w.Receive(n); err != nil {
+			t.Fatal(err)
+		}
+		now = now.Add(time.Millisecond)
+		w.Consume(n, now, rtt, &b)
+	}
+	if w.Window() != 4000 || b.Used() != 3000 {
+		t.Fatalf("after growth: Window %d, budget used %d; want 4000, 3000", w.Window(), b.Used())
+	}
+	granted := w.Granted()
+	w.Shrink(now, &b)
+	if w.Window() != 1000 || w.Reserved() != 0 || b.Used() != 0 {
+		t.Fatalf("after Shrink: Window %d Reserved %d budget used %d; want 1000, 0, 0", w.Window(), w.Reserved(), b.Used())
+	}
+	if w.Granted() != granted {
+		t.Fatalf("Shrink took back credit: Granted %d, was %d", w.Granted(), granted)
+	}
+	// The peer spends the credit granted before the shrink: 4000 bytes,
+	// more than the window now is. Consuming them brings no update until
+	// the consumed offset is within a window of Granted.
+	credit := int(w.Credit())
+	if credit != 4000 {
+		t.Fatalf("Credit %d, want 4000", credit)
+	}
+	if err := w.Receive(credit); err != nil {
+		t.Fatal(err)
+	}
+	if w.Buffered() != 4000 {
+		t.Fatalf("Buffered %d, want 4000", w.Buffered())
+	}
+	for i, n := range []int{1000, 1000, 1000} { // up to Granted-1000: nothing due
+		if w.UpdateDue(n, rtt) {
+			t.Fatalf("step %d: UpdateDue with %d granted beyond the window", i, w.Granted()-w.Consumed()-uint64(w.Window()))
+		}
+		if d := w.Consume(n, now, rtt, &b); d != 0 {
+			t.Fatalf("step %d: Consume returned delta %d while more than the window is granted", i, d)
+		}
+	}
+	// The next 250 (a quarter of the shrunk window) make an update due,
+	// which grants up to a window past what was consumed.
+	if !w.UpdateDue(250, rtt) {
+		t.Fatal("UpdateDue false a quarter window past the old grant")
+	}
+	if d := w.Consume(250, now, rtt, &b); d != 250 || w.Granted() != w.Consumed()+1000 {
+		t.Fatalf("Consume(250) = %d, Granted %d with %d consumed; want 250, consumed + 1000", d, w.Granted(), w.Consumed())
+	}
+	// Shrinking a window without growth changes nothing, and needs no
+	// budget.
+	w.Shrink(now, nil)
+	if w.Window() != 1000 {
+		t.Fatalf("Window %d after a second Shrink", w.Window())
+	}
+}
+
+// TestRecvWindowShrinkPanics: Shrink with growth held needs the Budget
+// that paid for it.
+func TestRecvWindowShrinkPanics(t *testing.T) {
+	b := NewBudget(1 << 20)
+	w := NewRecvWindow(1000, 8000, t0)
+	if err := w.Receive(1000); err != nil {
+		t.Fatal(err)
+	}
+	w.Consume(1000, t0.Add(time.Millisecond), 10*time.Millisecond, &b)
+	if w.Reserved() == 0 {
+		t.Fatal("the window did not grow")
+	}
+	mustPanic(t, "Shrink(nil) holding growth", func() { w.Shrink(t0, nil) })
+}

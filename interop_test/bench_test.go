@@ -476,6 +476,61 @@ func BenchmarkOpenEchoClose(b *testing.B) {
 	})
 }
 
+// BenchmarkOpenEchoCloseParallel is OpenEchoClose from 8 goroutines at
+// once (4 per core): the rate at which a session serves short-lived
+// streams (one RPC each), rather than the latency of one. Each
+// goroutine accepts a stream for every one it opens (perhaps another
+// goroutine's) and hands it to a server goroutine.
+func BenchmarkOpenEchoCloseParallel(b *testing.B) {
+	forEachTransport(b, loopback, func(b *testing.B, env *benchEnv) {
+		var servers sync.WaitGroup
+		defer servers.Wait()
+		serve := func(s net.Conn) {
+			defer servers.Done()
+			defer s.Close()
+			buf := make([]byte, 1)
+			if _, err := io.ReadFull(s, buf); err != nil {
+				return
+			}
+			s.Write(buf)
+			s.Read(buf) // until the client closes
+		}
+		b.ReportAllocs()
+		b.SetParallelism(4)
+		b.ResetTimer()
+		b.RunParallel(func(pb *testing.PB) {
+			buf := []byte{42}
+			for pb.Next() {
+				c, err := env.open()
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				s, err := env.accept()
+				if err != nil {
+					c.Close()
+					b.Error(err)
+					return
+				}
+				servers.Add(1)
+				go serve(s)
+				if _, err := c.Write(buf); err != nil {
+					b.Error(err)
+					return
+				}
+				if _, err := io.ReadFull(c, buf); err != nil {
+					b.Error(err)
+					return
+				}
+				if tc, ok := c.(*net.TCPConn); ok {
+					tc.SetLinger(0)
+				}
+				c.Close()
+			}
+		})
+	})
+}
+
 // BenchmarkLink50ms is one stream carrying 4 MiB writes through an
 // emulated link with a 50 ms round trip and 1 Gbit/s each way
 // (internal/linkemu): how close each transport's flow control gets to

@@ -381,6 +381,7 @@ func BenchmarkOpenEchoClose(b *testing.B) {
 // BRAID_PENDING (copied bytes a resumable session lets wait: pendingMax),
 // BRAID_LOWAT (TCP_NOTSENT_LOWAT), BRAID_YIELD and BRAID_DIRECT (0 or
 // 1), BRAID_READAHEAD (bytes per read call of the reader goroutine),
+// BRAID_TUNERTT (µs: minTuneRTT),
 // and BRAID_MAXWIN / BRAID_INITWIN (see benchConfig). Unset, the
 // package defaults apply.
 func init() {
@@ -407,6 +408,9 @@ func init() {
 	}
 	if v, err := strconv.Atoi(os.Getenv("BRAID_CONTWIN")); err == nil && v >= 0 {
 		contendedWindow = v
+	}
+	if v, err := strconv.Atoi(os.Getenv("BRAID_TUNERTT")); err == nil && v > 0 {
+		minTuneRTT = time.Duration(v) * time.Microsecond
 	}
 	if v, err := strconv.Atoi(os.Getenv("BRAID_READAHEAD")); err == nil && v > 0 {
 		readAhead = v

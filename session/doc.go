@@ -23,8 +23,8 @@
 // errors.Is(err, os.ErrDeadlineExceeded) and report Timeout() == true.
 //
 // Received data is bounded by flow-control windows that tune themselves
-// to the path's bandwidth-delay product (for paths with a round trip of
-// 500 µs or more), and by a session-wide window (Config.MaxSessionWindow)
+// to the path's bandwidth-delay product (counting a round trip as at
+// least 1 ms), and by a session-wide window (Config.MaxSessionWindow)
 // that bounds the memory all streams of a session can hold.
 //
 // The wire protocol is specified in SPEC.md at the repository root.
@@ -134,12 +134,17 @@
 // buffers ahead of a message is the bulk data in flight, up to a window.
 // So while another stream receives messages (a run of at least two
 // payloads under 2 KiB, the last within 2 ms), a bulk stream's credit is
-// held to 16 KiB on paths too short to tune windows on (contended in
+// held to 16 KiB on short paths (RTT under 500 µs; contended in
 // stream.go): a 64-byte echo beside a saturating stream then takes about
 // 40 µs on loopback instead of 130 µs, at the cost of the bulk stream's
 // throughput while the messages last (BENCHMARKS.md has the figures).
 // The reader also yields its processor after a frame that woke a
 // goroutine waiting for a message.
+//
+// Windows. A stream's receive window doubles (paid from the session's
+// budget) when the application drained it within four RTTs while keeping
+// up. The RTT counted is at least 1 ms (minTuneRTT): on a short path
+// what delays a window update is scheduling, not the path.
 //
 // Write deadlines. A Write without a deadline sends the caller's bytes
 // without copying them, often from the calling goroutine. One with a

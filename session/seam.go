@@ -323,8 +323,53 @@ func (s *Session) writeLoop() {
 		<-s.kick
 		s.mu.Lock()
 	}
-	s.seam.conn.Close()
+	c := s.seam
+	linger := s.writeErr == nil && !s.closeBy.IsZero() && !s.detached()
+	closeBy := s.closeBy
+	s.mu.Unlock()
+	if linger {
+		c.lingerClose(closeBy, s.stats.bytesRecv.Load)
+	}
+	c.conn.Close()
+	s.mu.Lock()
 }
+
+// lingerClose ends a connection after a flushed close without losing
+// what this side sent: it closes the connection's sending half (the peer
+// reads our last frames, then EOF) and reads on (the reader goroutine
+// does) until the peer closes too. Closing at once would leave the
+// peer's late frames (window updates for the data it is still reading,
+// acknowledgements) unread, and TCP answers those with a reset, which
+// can make the peer's kernel discard data we sent that it had not read
+// yet, FIN included. It stops waiting at closeBy, or once nothing has
+// arrived for lingerIdle (received reports the bytes received so far): a
+// peer that neither sends nor closes is not worth waiting for. A conn
+// without CloseWrite gets none of this. Called by the writer goroutine
+// without the session lock.
+func (c *seam) lingerClose(closeBy time.Time, received func() uint64) {
+	cw, ok := c.conn.(interface{ CloseWrite() error })
+	if !ok || cw.CloseWrite() != nil {
+		return
+	}
+	t := time.NewTicker(lingerIdle)
+	defer t.Stop()
+	last := received()
+	for time.Now().Before(closeBy) {
+		select {
+		case <-c.readerDone:
+			return
+		case <-t.C:
+			if n := received(); n != last {
+				last = n
+				continue
+			}
+			return
+		}
+	}
+}
+
+// lingerIdle is how long lingerClose waits for the peer's next frame.
+const lingerIdle = 20 * time.Millisecond
 
 // writeBatchUnlocking takes the connection, writes one batch, and gives
 // the connection back. Called with s.mu held and the connection idle

@@ -57,6 +57,7 @@ type Session struct {
 	rxSmall     *Stream   // the stream that received the last small payload (see contended)
 	rxSmallRun  int       // how many in a row it received, with no large one between
 	rxSmallAt   time.Time // when the last of them arrived
+	contendedAt time.Time // when a stream was last held to contendedWindow
 	pings       map[uint64]chan struct{}
 	pingSeq     uint64
 	rtt         time.Duration // smoothed RTT of keepalive PINGs

@@ -238,14 +238,25 @@ func (s *Session) consumed(st *Stream, n int) bool {
 	if st.state == stateOpen || st.state == stateHalfClosedLocal {
 		var d uint32
 		if s.contended(st) {
+			s.contendedAt = time.Now()
+			if st.recv.win.Reserved() > 0 {
+				// What the window grew to while st had the path to
+				// itself would, once messages pause, let that much of
+				// its data queue ahead of the next one.
+				st.recv.win.Shrink(time.Now(), &s.budget)
+			}
 			d = st.recv.win.ConsumeLimited(n, uint32(contendedWindow))
 		} else {
 			rtt := s.tuneRTT()
 			var now time.Time // read only when an update (and tuning) is due
+			budget := &s.budget
 			if st.recv.win.UpdateDue(n, rtt) {
 				now = time.Now()
+				if s.shortPath() && now.Sub(s.contendedAt) < contendSettle {
+					budget = nil // no growth: see contendSettle
+				}
 			}
-			d = st.recv.win.Consume(n, now, rtt, &s.budget)
+			d = st.recv.win.Consume(n, now, rtt, budget)
 		}
 		if d > 0 {
 			s.sched.PushControl(&frame.Frame{Type: frame.WindowUpdate, StreamID: st.ID(), WindowDelta: d})
@@ -258,39 +269,65 @@ func (s *Session) consumed(st *Stream, n int) bool {
 // contended reports whether st shares the receiving direction with
 // another stream that carries messages right now: one that received at
 // least two small payloads (under smallPayload) in a row, with no large
-// one between, the last within contendFor. On a short path (no window
-// tuning) st's credit is then held to contendedWindow, so less of its data
+// one between, the last within contendFor. On a short path (shortPath)
+// st's credit is then held to contendedWindow, so less of its data
 // waits in socket buffers ahead of the messages. Streams that all move
 // bulk data are not held back (a bulk stream's occasional short frame,
 // cut by credit or by the scheduler's turn, does not count). Called with
 // s.mu held.
 func (s *Session) contended(st *Stream) bool {
 	return contendedWindow > 0 && s.rxSmall != nil && s.rxSmall != st && s.rxSmallRun >= 2 &&
-		s.tuneRTT() == 0 && time.Since(s.rxSmallAt) < contendFor
+		s.shortPath() && time.Since(s.rxSmallAt) < contendFor
 }
 
 // contendedWindow is the credit a stream is held to while another stream
-// receives messages, on paths too short to tune windows on; contendFor is
+// receives messages, on short paths (shortPath); contendFor is
 // how long after the last message that lasts.
 var contendedWindow = 16 << 10
 
 const contendFor = 2 * time.Millisecond
 
-// minTuneRTT is the shortest path RTT for which stream windows
-// auto-tune. Below it (loopback, a LAN) the initial window already covers
-// the bandwidth-delay product of any link the machine can drive, and RTT
-// samples are dominated by scheduling noise and by the sender's own
-// queue, which would make windows grow without need and queue data in
-// front of other streams (see BENCHMARKS.md).
-const minTuneRTT = 500 * time.Microsecond
+// contendSettle is how long after a stream was last held to
+// contendedWindow no window of the session grows on a short path. A held
+// stream's window shrinks back to its initial size (contended); were it
+// to regrow as soon as the messages pause for contendFor, the next
+// message would wait behind all the data the regrown window let in, long
+// enough for the hold to lapse again: on loopback, echoes behind a bulk
+// stream then took milliseconds at the 99th percentile instead of
+// 100 µs.
+const contendSettle = 100 * time.Millisecond
+
+// shortPathRTT is the RTT below which a path counts as short (loopback, a
+// LAN): there a stream that shares the session with messages is held to
+// contendedWindow (contended).
+const shortPathRTT = 500 * time.Microsecond
+
+// shortPath reports whether the path's RTT is below shortPathRTT, or not
+// yet measured. Called with s.mu held.
+func (s *Session) shortPath() bool { return s.minRTT < shortPathRTT }
+
+// minTuneRTT is the least RTT window auto-tuning counts with. Below it
+// RTT samples measure scheduling more than the path, and what a window
+// update waits for under load is scheduling too: on two cores the
+// writer, the reader and the reading goroutine take turns, so an update
+// takes effect hundreds of microseconds after it is due. Windows sized
+// for a measured loopback RTT of 20–50 µs (they did not tune at all
+// below 500 µs) held one loopback stream to 60 % of TCP; counted at
+// 1 ms they grow to what the machine can drive, and the stream reached
+// TCP's rate (BENCHMARKS.md). They grow only while the reader keeps up,
+// and a stream behind which another stream's messages wait is held to
+// contendedWindow meanwhile (contended), so the growth does not queue
+// bulk data ahead of messages.
+var minTuneRTT = time.Millisecond
 
 // tuneRTT is the RTT handed to window auto-tuning: the path's minimum,
-// or 0 (no tuning) when it is below minTuneRTT. Called with s.mu held.
+// at least minTuneRTT; or 0 (no tuning) before the first RTT sample.
+// Called with s.mu held.
 func (s *Session) tuneRTT() time.Duration {
-	if s.minRTT < minTuneRTT {
+	if s.minRTT == 0 {
 		return 0
 	}
-	return s.minRTT
+	return max(s.minRTT, minTuneRTT)
 }
 
 // consumeSession returns n bytes of session-window credit, and reports
