@@ -10,7 +10,6 @@ package interop_test
 
 import (
 	"context"
-	"errors"
 	"io"
 	"net"
 	"runtime"
@@ -136,11 +135,14 @@ func newBenchEnv(b *testing.B, transport string, dial connPair, starts map[strin
 }
 
 // tcpEnv makes every stream its own connection. Accept hands out the
-// server ends in the order open made them.
+// server ends in the order open made them, waiting for an open if there
+// is none; after close it fails.
 func tcpEnv(dial connPair) *benchEnv {
 	var mu sync.Mutex
+	opened := sync.NewCond(&mu)
 	var pending []net.Conn
 	var cleanups []func()
+	closed := false
 	return &benchEnv{
 		open: func() (net.Conn, error) {
 			c, s, cleanup, err := dial()
@@ -150,14 +152,18 @@ func tcpEnv(dial connPair) *benchEnv {
 			mu.Lock()
 			pending = append(pending, s)
 			cleanups = append(cleanups, cleanup)
+			opened.Signal()
 			mu.Unlock()
 			return c, nil
 		},
 		accept: func() (net.Conn, error) {
 			mu.Lock()
 			defer mu.Unlock()
-			if len(pending) == 0 {
-				return nil, errors.New("tcp env: accept without open")
+			for len(pending) == 0 && !closed {
+				opened.Wait()
+			}
+			if closed {
+				return nil, net.ErrClosed
 			}
 			s := pending[0]
 			pending = pending[1:]
@@ -166,6 +172,8 @@ func tcpEnv(dial connPair) *benchEnv {
 		close: func() {
 			mu.Lock()
 			defer mu.Unlock()
+			closed = true
+			opened.Broadcast()
 			for _, f := range cleanups {
 				f()
 			}
@@ -477,24 +485,31 @@ func BenchmarkOpenEchoClose(b *testing.B) {
 }
 
 // BenchmarkOpenEchoCloseParallel is OpenEchoClose from 8 goroutines at
-// once (4 per core): the rate at which a session serves short-lived
-// streams (one RPC each), rather than the latency of one. Each
-// goroutine accepts a stream for every one it opens (perhaps another
-// goroutine's) and hands it to a server goroutine.
+// once (4 per core), the way a server meets short-lived streams (one RPC
+// each): an accept loop hands every stream to a goroutine of its own,
+// while the clients open, echo and close. It measures the rate at which
+// a session serves such streams, not the latency of one.
 func BenchmarkOpenEchoCloseParallel(b *testing.B) {
 	forEachTransport(b, loopback, func(b *testing.B, env *benchEnv) {
 		var servers sync.WaitGroup
-		defer servers.Wait()
-		serve := func(s net.Conn) {
-			defer servers.Done()
-			defer s.Close()
-			buf := make([]byte, 1)
-			if _, err := io.ReadFull(s, buf); err != nil {
-				return
+		servers.Go(func() {
+			for {
+				s, err := env.accept()
+				if err != nil {
+					return // the benchmark is over: env.close
+				}
+				servers.Go(func() {
+					defer s.Close()
+					buf := make([]byte, 1)
+					if _, err := io.ReadFull(s, buf); err != nil {
+						return
+					}
+					s.Write(buf)
+					s.Read(buf) // until the client closes
+				})
 			}
-			s.Write(buf)
-			s.Read(buf) // until the client closes
-		}
+		})
+		b.Cleanup(func() { env.close(); servers.Wait() }) // env.close ends the accept loop
 		b.ReportAllocs()
 		b.SetParallelism(4)
 		b.ResetTimer()
@@ -506,14 +521,6 @@ func BenchmarkOpenEchoCloseParallel(b *testing.B) {
 					b.Error(err)
 					return
 				}
-				s, err := env.accept()
-				if err != nil {
-					c.Close()
-					b.Error(err)
-					return
-				}
-				servers.Add(1)
-				go serve(s)
 				if _, err := c.Write(buf); err != nil {
 					b.Error(err)
 					return
