@@ -289,7 +289,7 @@ const contendFor = 2 * time.Millisecond
 
 // contendSettle is how long after a stream was last held to
 // contendedWindow no window of the session grows on a short path. A held
-// stream's window shrinks back to its initial size (contended); were it
+// stream's window shrinks back to its initial size (consumed); were it
 // to regrow as soon as the messages pause for contendFor, the next
 // message would wait behind all the data the regrown window let in, long
 // enough for the hold to lapse again: on loopback, echoes behind a bulk
