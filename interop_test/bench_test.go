@@ -445,19 +445,10 @@ func BenchmarkOpenEchoClose(b *testing.B) {
 		go func() {
 			defer close(serverDone)
 			for s := range accepted {
-				go func() {
-					defer s.Close()
-					buf := make([]byte, 1)
-					if _, err := io.ReadFull(s, buf); err != nil {
-						return
-					}
-					s.Write(buf)
-					s.Read(buf) // until the client closes
-				}()
+				go serveOneEcho(s)
 			}
 		}()
 		defer func() { close(accepted); <-serverDone }()
-		buf := []byte{42}
 		b.ReportAllocs()
 		b.ResetTimer()
 		for range b.N {
@@ -470,18 +461,43 @@ func BenchmarkOpenEchoClose(b *testing.B) {
 				b.Fatal(err)
 			}
 			accepted <- s
-			if _, err := c.Write(buf); err != nil {
+			if err := echoOneAndClose(c); err != nil {
 				b.Fatal(err)
 			}
-			if _, err := io.ReadFull(c, buf); err != nil {
-				b.Fatal(err)
-			}
-			if tc, ok := c.(*net.TCPConn); ok {
-				tc.SetLinger(0)
-			}
-			c.Close()
 		}
 	})
+}
+
+// serveOneEcho is the server side of OpenEchoClose: it echoes one byte,
+// then waits for the client to close before closing s.
+func serveOneEcho(s net.Conn) {
+	defer s.Close()
+	buf := make([]byte, 1)
+	if _, err := io.ReadFull(s, buf); err != nil {
+		return
+	}
+	s.Write(buf)
+	s.Read(buf) // until the client closes
+}
+
+// echoOneAndClose is the client side of OpenEchoClose: one byte there and
+// back, then close (a TCP connection with a reset, so that TIME_WAIT
+// does not pile up).
+func echoOneAndClose(c net.Conn) error {
+	buf := []byte{42}
+	if _, err := c.Write(buf); err != nil {
+		c.Close()
+		return err
+	}
+	if _, err := io.ReadFull(c, buf); err != nil {
+		c.Close()
+		return err
+	}
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.SetLinger(0)
+	}
+	c.Close() // its error is of no interest: the echo came back
+	return nil
 }
 
 // BenchmarkOpenEchoCloseParallel is OpenEchoClose from 8 goroutines at
@@ -498,15 +514,7 @@ func BenchmarkOpenEchoCloseParallel(b *testing.B) {
 				if err != nil {
 					return // the benchmark is over: env.close
 				}
-				servers.Go(func() {
-					defer s.Close()
-					buf := make([]byte, 1)
-					if _, err := io.ReadFull(s, buf); err != nil {
-						return
-					}
-					s.Write(buf)
-					s.Read(buf) // until the client closes
-				})
+				servers.Go(func() { serveOneEcho(s) })
 			}
 		})
 		b.Cleanup(func() { env.close(); servers.Wait() }) // env.close ends the accept loop
@@ -514,25 +522,16 @@ func BenchmarkOpenEchoCloseParallel(b *testing.B) {
 		b.SetParallelism(4)
 		b.ResetTimer()
 		b.RunParallel(func(pb *testing.PB) {
-			buf := []byte{42}
 			for pb.Next() {
 				c, err := env.open()
 				if err != nil {
 					b.Error(err)
 					return
 				}
-				if _, err := c.Write(buf); err != nil {
+				if err := echoOneAndClose(c); err != nil {
 					b.Error(err)
 					return
 				}
-				if _, err := io.ReadFull(c, buf); err != nil {
-					b.Error(err)
-					return
-				}
-				if tc, ok := c.(*net.TCPConn); ok {
-					tc.SetLinger(0)
-				}
-				c.Close()
 			}
 		})
 	})
