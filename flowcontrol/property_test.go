@@ -18,6 +18,7 @@ type pstream struct {
 	updates      []uint32 // WINDOW_UPDATE deltas in flight to the sender, FIFO
 	dataBytes    uint64   // sum of data
 	updateBytes  uint64   // sum of updates
+	shrunkAt     uint64   // Granted() at the last Shrink: it may stay above Consumed()+Window() until consumed
 	closed       bool
 }
 
@@ -30,7 +31,7 @@ type pworld struct {
 	now     time.Time
 
 	// Coverage counters: the test fails if an interesting case never ran.
-	grows, capped, refused, violations, releases int
+	grows, capped, refused, violations, releases, shrinks int
 }
 
 func (w *pworld) newStream() *pstream {
@@ -98,7 +99,11 @@ func (w *pworld) step() {
 			b = nil
 		}
 		oldWindow, oldUsed := s.recv.Window(), w.budget.Used()
+		due := s.recv.UpdateDue(n, s.rtt)
 		delta := s.recv.Consume(n, w.now, s.rtt, b)
+		if due != (delta > 0) {
+			w.t.Fatalf("UpdateDue(%d) = %v, but Consume returned delta %d", n, due, delta)
+		}
 		switch {
 		case s.recv.Window() > oldWindow:
 			w.grows++
@@ -124,6 +129,22 @@ func (w *pworld) step() {
 		s.updateBytes -= uint64(d)
 		if err := s.send.Add(d); err != nil {
 			w.t.Fatalf("honest Add(%d) with credit %d: %v", d, s.send.Available(), err)
+		}
+	case op < 91: // the receiver shrinks the window (a session holding the stream back)
+		used, held := w.budget.Used(), int64(s.recv.Reserved())
+		granted := s.recv.Granted()
+		s.recv.Shrink(w.now, &w.budget)
+		switch {
+		case s.recv.Granted() != granted:
+			w.t.Fatalf("Shrink changed Granted from %d to %d", granted, s.recv.Granted())
+		case w.budget.Used() != used-held:
+			w.t.Fatalf("Shrink released %d, want %d", used-w.budget.Used(), held)
+		case !s.closed && s.recv.Window() != s.initial:
+			w.t.Fatalf("window %d after Shrink, want the initial %d", s.recv.Window(), s.initial)
+		}
+		if held > 0 {
+			w.shrinks++
+			s.shrunkAt = granted
 		}
 	case op < 93: // the stream closes (maybe twice); the slot gets a new stream later
 		used, held := w.budget.Used(), int64(s.recv.Reserved())
@@ -156,7 +177,7 @@ func (w *pworld) check() {
 		switch {
 		case r.Credit() < 0:
 			w.t.Fatalf("stream %d: negative credit %d", i, r.Credit())
-		case !(r.Consumed() <= r.Received() && r.Received() <= r.Granted() && r.Granted() <= r.Consumed()+uint64(r.Window())):
+		case !(r.Consumed() <= r.Received() && r.Received() <= r.Granted() && r.Granted() <= max(r.Consumed()+uint64(r.Window()), s.shrunkAt)):
 			w.t.Fatalf("stream %d: offsets out of order: consumed %d received %d granted %d window %d",
 				i, r.Consumed(), r.Received(), r.Granted(), r.Window())
 		case r.Received()-r.Consumed() != uint64(r.Buffered()):
@@ -213,10 +234,11 @@ func TestProperties(t *testing.T) {
 		total.refused += w.refused
 		total.violations += w.violations
 		total.releases += w.releases
+		total.shrinks += w.shrinks
 	}
-	t.Logf("%d seeds x %d ops: %d growths (%d capped by max), %d updates without budget, %d violations rejected, %d closes released budget",
-		seeds, ops, total.grows, total.capped, total.refused, total.violations, total.releases)
-	if total.grows == 0 || total.capped == 0 || total.refused == 0 || total.violations == 0 || total.releases == 0 {
+	t.Logf("%d seeds x %d ops: %d growths (%d capped by max), %d updates without budget, %d violations rejected, %d closes released budget, %d shrinks",
+		seeds, ops, total.grows, total.capped, total.refused, total.violations, total.releases, total.shrinks)
+	if total.grows == 0 || total.capped == 0 || total.refused == 0 || total.violations == 0 || total.releases == 0 || total.shrinks == 0 {
 		t.Fatal("a case was never exercised; adjust the generator")
 	}
 }
