@@ -144,7 +144,17 @@
 // Windows. A stream's receive window doubles (paid from the session's
 // budget) when the application drained it within four RTTs while keeping
 // up. The RTT counted is at least 1 ms (minTuneRTT): on a short path
-// what delays a window update is scheduling, not the path.
+// what delays a window update is scheduling, not the path. A stream held
+// to 16 KiB for another's messages also shrinks back to its initial
+// window, and no window grows until 100 ms after the last hold
+// (contendSettle), so a pause in the messages does not let a grown
+// window's worth of bulk data in ahead of the next one.
+//
+// Closing. A flushed close (Close, or the end of a GOAWAY exchange)
+// writes the last frames, half-closes the connection where it can
+// (CloseWrite) and reads on until the peer closes too, briefly: closing
+// at once would make TCP answer the peer's late frames with a reset,
+// which can discard data the peer had not read yet (seam.lingerClose).
 //
 // Write deadlines. A Write without a deadline sends the caller's bytes
 // without copying them, often from the calling goroutine. One with a

@@ -243,7 +243,7 @@ func (s *Session) consumed(st *Stream, n int) bool {
 				// What the window grew to while st had the path to
 				// itself would, once messages pause, let that much of
 				// its data queue ahead of the next one.
-				st.recv.win.Shrink(time.Now(), &s.budget)
+				st.recv.win.Shrink(s.contendedAt, &s.budget)
 			}
 			d = st.recv.win.ConsumeLimited(n, uint32(contendedWindow))
 		} else {
