@@ -451,8 +451,13 @@ func (s *Session) conn() net.Conn {
 // Close ends the session: a GOAWAY is sent if the connection still works,
 // the connection is closed, every stream's blocked and later calls fail
 // with an error matching net.ErrClosed, and Close waits for the session's
-// goroutines to exit. Close is idempotent and always returns nil; Err
-// says why the session ended.
+// goroutines to exit. What is queued gets up to a second
+// (ConnectionWriteTimeout, if shorter) to go out; then, on a connection
+// with CloseWrite, Close waits within that second for the peer to close
+// its side too, but not once the peer has been silent for 20 ms, so that
+// the peer's last frames are read rather than answered with a TCP reset
+// (which could discard data the peer had not read yet). Close is
+// idempotent and always returns nil; Err says why the session ended.
 func (s *Session) Close() error {
 	s.mu.Lock()
 	if s.closeErr == nil && !s.closing {
