@@ -20,7 +20,14 @@ import (
 // same run, so BENCHMARKS.md can quote ratios. Sub-benchmark "tcp" is the
 // baseline, "braid" the session.
 
-const bulkChunk = 32 << 10
+// bulkChunk is the size of each Write in the bulk benchmarks;
+// BRAID_CHUNK (bytes) overrides it for experiments.
+var bulkChunk = func() int {
+	if v, err := strconv.Atoi(os.Getenv("BRAID_CHUNK")); err == nil && v > 0 {
+		return v
+	}
+	return 32 << 10
+}()
 
 // pair is a connected pair of byte streams and how to open more.
 type pairMaker func(tb testing.TB, n int) (w, r []net.Conn, cleanup func())
@@ -40,12 +47,16 @@ func tcpConns(tb testing.TB, n int) ([]net.Conn, []net.Conn, func()) {
 }
 
 // benchConfig is the config braid benchmarks use: the defaults, unless
-// BRAID_MAXWIN (bytes) overrides MaxStreamWindow for experiments.
+// BRAID_MAXWIN, BRAID_INITWIN or BRAID_FRAME (bytes) override
+// MaxStreamWindow, InitialStreamWindow or MaxFrameSize for experiments.
 func benchConfig() *Config {
 	cfg := DefaultConfig()
 	if v, err := strconv.Atoi(os.Getenv("BRAID_MAXWIN")); err == nil && v > 0 {
 		cfg.MaxStreamWindow = uint32(v)
 		cfg.InitialStreamWindow = min(cfg.InitialStreamWindow, uint32(v))
+	}
+	if v, err := strconv.Atoi(os.Getenv("BRAID_FRAME")); err == nil && v > 0 {
+		cfg.MaxFrameSize = uint32(v)
 	}
 	if v, err := strconv.Atoi(os.Getenv("BRAID_INITWIN")); err == nil && v > 0 {
 		cfg.InitialStreamWindow = uint32(v)
@@ -381,7 +392,7 @@ func BenchmarkOpenEchoClose(b *testing.B) {
 // BRAID_PENDING (copied bytes a resumable session lets wait: pendingMax),
 // BRAID_LOWAT (TCP_NOTSENT_LOWAT), BRAID_YIELD and BRAID_DIRECT (0 or
 // 1), BRAID_READAHEAD (bytes per read call of the reader goroutine),
-// BRAID_TUNERTT (µs: minTuneRTT),
+// BRAID_TUNERTT (µs: minTuneRTT), BRAID_PIPE (0 or 1: plainPipeline),
 // and BRAID_MAXWIN / BRAID_INITWIN (see benchConfig). Unset, the
 // package defaults apply.
 func init() {
@@ -414,6 +425,9 @@ func init() {
 	}
 	if v, err := strconv.Atoi(os.Getenv("BRAID_READAHEAD")); err == nil && v > 0 {
 		readAhead = v
+	}
+	if v := os.Getenv("BRAID_PIPE"); v != "" {
+		plainPipeline = v == "1"
 	}
 }
 
@@ -465,7 +479,7 @@ func BenchmarkCompressionIncompressible(b *testing.B) {
 		b.Run(tc.name, func(b *testing.B) {
 			c, s := sessionPair(b, tc.cfg, tc.cfg)
 			w, r := streamPairOf(b, c, s)
-			b.SetBytes(bulkChunk)
+			b.SetBytes(int64(bulkChunk))
 			b.ResetTimer()
 			move(b, w, r, data, b.N*bulkChunk)
 		})

@@ -112,6 +112,15 @@ func (b *replayBuf) trim(n int) {
 	b.head = n
 }
 
+// dropSpare returns the spare chunks to the shared pool.
+func (b *replayBuf) dropSpare() {
+	for _, c := range b.spare {
+		frame.PutBuffer(c)
+	}
+	clear(b.spare)
+	b.spare = b.spare[:0]
+}
+
 // buffers returns the bytes held, as slices of the chunks, for one
 // vectored write.
 func (b *replayBuf) buffers() net.Buffers {

@@ -305,6 +305,10 @@ func (s *Session) writeLoop() {
 				s.writePendingUnlocking(r)
 				continue
 			}
+			if r.plain && r.bulk == 0 && s.idle() && s.sched.HasWork(s.dataRoom()) {
+				s.writeBatchUnlocking()
+				continue
+			}
 			if (!r.fillerOn || s.closing) && r.canFill() && s.sched.HasWork(s.dataRoom()) {
 				// The filler is gone, or may not have seen that the
 				// session is closing: what is queued (a GOAWAY) must
@@ -380,7 +384,7 @@ const lingerIdle = 20 * time.Millisecond
 // only: to Writes the batch is sent, and a resume sends it again.
 func (s *Session) writeBatchUnlocking() {
 	s.assertLocked()
-	if r := s.res; r != nil {
+	if r := s.res; r != nil && !r.plain {
 		s.writeCopyUnlocking(r)
 		return
 	}
@@ -414,7 +418,7 @@ func (s *Session) fillBatch(w *connWriter) int {
 		maxPayload = frame.MinMaxFrameSize - frame.MaxDataOverhead
 	}
 	r := s.res
-	if r != nil && r.capacity > 0 && r.received-r.ackSent >= ackPiggyback && s.closeErr == nil {
+	if r != nil && r.capacity > 0 && !r.plain && r.received-r.ackSent >= ackPiggyback && s.closeErr == nil {
 		// Something goes out anyway: acknowledge what arrived, so the
 		// peer's replay buffer stays small (and in its caches).
 		r.ackSent = r.received
@@ -490,14 +494,21 @@ func (s *Session) filled(r *resumer, w *connWriter, used int, regions net.Buffer
 
 // replayWriteDone gives the connection back after a resumable session's
 // write: a failed write detaches the session (the bytes are in the
-// replay buffer and go out on resume) rather than end it. Called with
-// s.mu held.
+// replay buffer and go out on resume) rather than end it. A plain
+// session's pipeline drops the bytes written, and its spare chunks once
+// no large Write waits. Called with s.mu held.
 func (s *Session) replayWriteDone(r *resumer, c *seam, err error) {
 	if err != nil && s.connLost(c, fmt.Errorf("writing to connection: %w", err)) {
 		err = nil
 	}
+	if r.plain {
+		r.acked = r.wrote // nothing is kept to resend
+	}
 	s.connBusy = false
 	s.trimOut()
+	if r.plain && r.bulk == 0 && r.pendingN == 0 && !r.filling {
+		r.out.dropSpare() // an idle session holds no chunks
+	}
 	if r.swapping {
 		r.swapped.Broadcast()
 	}
@@ -511,6 +522,9 @@ func (s *Session) replayWriteDone(r *resumer, c *seam, err error) {
 // held, resumption agreed and r.canFill; releases it while copying.
 func (s *Session) fillUnlocking(r *resumer) {
 	w := &s.seam.w
+	if r.plain {
+		w = &r.w
+	}
 	used, size, regions := s.fillReplay(r, w)
 	s.mu.Unlock()
 

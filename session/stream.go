@@ -364,21 +364,23 @@ func (st *Stream) writeErr() error {
 }
 
 // Write sends p on the stream. It returns once all of p has been written
-// to the connection, or for a resumable session (Dial, Listener) copied to
-// its replay buffer, which writes it and sends it again after a resume
-// (the caller may then reuse p), or with an error and
-// the count of bytes sent: os.ErrDeadlineExceeded when the write deadline
-// passes, a *StreamError after a reset, ErrWriteClosed after CloseWrite,
-// an error matching net.ErrClosed after Close or when the session ends.
-// Write blocks while the peer's flow-control window is full.
+// to the connection or copied for the session's writer goroutine to write
+// (the caller may then reuse p), or with an error and the count of bytes
+// sent: os.ErrDeadlineExceeded when the write deadline passes, a
+// *StreamError after a reset, ErrWriteClosed after CloseWrite, an error
+// matching net.ErrClosed after Close or when the session ends. Write
+// blocks while the peer's flow-control window is full.
 //
-// Without a write deadline, Write sends p without copying it, often from
-// the calling goroutine. With one, it sends a copy through the session's
-// writer goroutine, so that it returns at the deadline whatever the
-// connection does (a peer that stops reading can leave a connection
-// write stuck until Config.ConnectionWriteTimeout): the count returned
-// then includes the bytes already handed to the connection, which still
-// go out.
+// Without a write deadline, a Write under 16 KiB sends p without copying
+// it, often from the calling goroutine; a larger one is copied (in a
+// resumable session, Dial or Listener, to its replay buffer, which sends
+// it again after a resume) so that the writer goroutine can write several
+// Writes at once while the caller prepares the next. With a deadline,
+// Write sends a copy through the session's writer goroutine, so that it
+// returns at the deadline whatever the connection does (a peer that stops
+// reading can leave a connection write stuck until
+// Config.ConnectionWriteTimeout): the count returned then includes the
+// bytes already handed to the connection, which still go out.
 func (st *Stream) Write(p []byte) (int, error) {
 	s := st.sess
 	s.mu.Lock()
@@ -475,6 +477,11 @@ func (st *Stream) transmitUnlocking(p []byte, framed []byte) (int, error) {
 	// connection write: a large one leaves both to the filler and writer
 	// goroutines (writeLoop), and returns once its bytes are copied.
 	handOff := guarded || (s.res != nil && len(data) >= handOffMin)
+	var pipe *resumer // a plain session's pipeline copying this Write
+	if r := s.res; handOff && !guarded && r.plain {
+		pipe = r
+		pipe.bulk++
+	}
 	if handOff {
 		s.wake()
 	} else {
@@ -501,6 +508,14 @@ func (st *Stream) transmitUnlocking(p []byte, framed []byte) (int, error) {
 			blockedAt = time.Now() // waiting for credit
 		}
 		st.waitUnlocking()
+	}
+	if pipe != nil {
+		if pipe.bulk--; pipe.bulk == 0 {
+			// The filler stops; the writer goroutine sends what is
+			// queued (a RESET, say) from here on: it may have passed it
+			// over while this Write waited.
+			s.wake()
+		}
 	}
 	if !blockedAt.IsZero() {
 		s.stats.blockedNanos.Add(int64(time.Since(blockedAt)))
