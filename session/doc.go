@@ -66,8 +66,9 @@
 //     the writer goroutine writes the copies, all that wait (up to 512
 //     KiB, pendingMax) in one vectored write. One connection's sender
 //     is limited by its write calls, so fewer, larger ones carry more:
-//     one stream of 128 KiB Writes moved 0.90 of one TCP connection's
-//     bytes without the pipeline and 1.09 with it (BENCHMARKS.md). A
+//     one stream of 128 KiB Writes moved 0.80–0.90 of one TCP
+//     connection's bytes without the pipeline and 0.95–1.09 with it
+//     (BENCHMARKS.md, medians of batches of 4 runs). A
 //     resumable session copies every batch this way (below); a plain one
 //     runs the pipeline only while a large Write waits (resumer.bulk,
 //     startPipeline), and keeps no chunks once it is idle.
@@ -171,7 +172,8 @@
 //
 // Write deadlines. A small Write without a deadline sends the caller's
 // bytes without copying them, often from the calling goroutine (a large
-// one goes through the write pipeline). One with a deadline sends a copy through the writer goroutine, so that it can
-// return at its deadline even while the connection write holding its
-// bytes is stuck (transmitUnlocking).
+// one goes through the write pipeline). One with a deadline sends a copy
+// through the writer goroutine, so that it can return at its deadline
+// even while the connection write holding its bytes is stuck
+// (transmitUnlocking).
 package session

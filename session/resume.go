@@ -165,9 +165,9 @@ func (s *Session) agreeResume(h *frame.Settings) error {
 // bytes is copied by the filler goroutine into pooled chunks and returns
 // then, and the writer goroutine writes the copies, several Writes' in
 // one vectored write. One connection's sender is limited by its write
-// calls: one stream's 128 KiB Writes moved 0.90 of TCP's bytes written
-// straight from the caller's slice, and 1.09 through the pipeline
-// (BENCHMARKS.md). Small Writes, and any Write while no large one waits,
+// calls: one stream's 128 KiB Writes moved 0.80–0.90 of TCP's bytes
+// written straight from the caller's slice, and 0.95–1.09 through the
+// pipeline (BENCHMARKS.md). Small Writes, and any Write while no large one waits,
 // are still written from the caller's slice. Called with s.mu held by
 // agreeResume, once the handshake has settled that the session does not
 // resume.

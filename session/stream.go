@@ -475,7 +475,9 @@ func (st *Stream) transmitUnlocking(p []byte, framed []byte) (int, error) {
 	// A resumable session copies every batch to its replay buffer and
 	// writes it from there, so a Write's bytes are free before the
 	// connection write: a large one leaves both to the filler and writer
-	// goroutines (writeLoop), and returns once its bytes are copied.
+	// goroutines (writeLoop), and returns once its bytes are copied. A
+	// plain session does the same through its pipeline (startPipeline),
+	// which runs while such a Write waits (pipe.bulk).
 	handOff := guarded || (s.res != nil && len(data) >= handOffMin)
 	var pipe *resumer // a plain session's pipeline copying this Write
 	if r := s.res; handOff && !guarded && r.plain {
@@ -568,9 +570,10 @@ func (st *Stream) transmitUnlocking(p []byte, framed []byte) (int, error) {
 // and queued at once (see transmitUnlocking).
 const maxGuardedCopy = 256 << 10
 
-// handOffMin: in a resumable session, a Write of at least this many bytes
-// leaves copying and writing to the filler and writer goroutines; smaller
-// ones (a message) write themselves when the connection is idle.
+// handOffMin: a Write of at least this many bytes leaves copying and
+// writing to the filler and writer goroutines (a resumable session's, or
+// a plain one's pipeline); smaller ones (a message) write themselves when
+// the connection is idle.
 const handOffMin = 16 << 10
 
 // writeCompressedUnlocking sends p in chunks of at most one frame, each
