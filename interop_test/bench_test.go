@@ -209,9 +209,15 @@ func braidStart(cfg *session.Config) startFunc {
 	}
 }
 
+// drainBuf is the read size of drain.
+const drainBuf = 256 << 10
+
 // drain reads n bytes from r with a large buffer.
-func drain(r io.Reader, n int64) error {
-	buf := make([]byte, 256<<10)
+func drain(r io.Reader, n int64) error { return drainWith(r, n, drainBuf) }
+
+// drainWith reads n bytes from r with reads of up to size bytes.
+func drainWith(r io.Reader, n int64, size int) error {
+	buf := make([]byte, size)
 	for n > 0 {
 		k, err := r.Read(buf[:min(int64(len(buf)), n)])
 		n -= int64(k)
@@ -229,8 +235,15 @@ func drain(r io.Reader, n int64) error {
 const benchStall = 2 * time.Minute
 
 // benchBulk sends b.N chunks on each of streams streams at once; an op
-// is one chunk per stream, delivered.
+// is one chunk per stream, delivered. The receivers read drainBuf bytes
+// at a time.
 func benchBulk(b *testing.B, env *benchEnv, streams, chunk int) {
+	benchBulkReads(b, env, streams, chunk, drainBuf)
+}
+
+// benchBulkReads is benchBulk with receivers reading up to readSize
+// bytes at a time.
+func benchBulkReads(b *testing.B, env *benchEnv, streams, chunk, readSize int) {
 	type pair struct{ c, s net.Conn }
 	pairs := make([]pair, streams)
 	for i := range pairs {
@@ -250,7 +263,7 @@ func benchBulk(b *testing.B, env *benchEnv, streams, chunk int) {
 	errs := make(chan error, 2*streams)
 	for _, p := range pairs {
 		wg.Go(func() {
-			if err := drain(p.s, int64(b.N)*int64(chunk)); err != nil {
+			if err := drainWith(p.s, int64(b.N)*int64(chunk), readSize); err != nil {
 				errs <- err
 				p.c.Close() // unblock the writer
 			}
@@ -283,6 +296,28 @@ func BenchmarkBulk1(b *testing.B) {
 // writes at once.
 func BenchmarkBulk64(b *testing.B) {
 	forEachTransport(b, loopback, func(b *testing.B, env *benchEnv) { benchBulk(b, env, 64, 128<<10) })
+}
+
+// BenchmarkConnCeiling is raw TCP only, to read Bulk64 against:
+// "64conns-128KiB" is Bulk64's tcp baseline, and "1conn-<size>" is one
+// connection carrying writes of that size, read with reads as large (a
+// connection's best case). A muxer's streams all cross one connection,
+// so one connection at its best write size bounds what any muxer's
+// Bulk64 can reach on the machine the benchmark runs on.
+func BenchmarkConnCeiling(b *testing.B) {
+	for _, c := range []struct {
+		name         string
+		conns, chunk int
+	}{
+		{"64conns-128KiB", 64, 128 << 10},
+		{"1conn-128KiB", 1, 128 << 10},
+		{"1conn-512KiB", 1, 512 << 10},
+		{"1conn-2MiB", 1, 2 << 20},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			benchBulkReads(b, newBenchEnv(b, "tcp", loopback(b), nil), c.conns, c.chunk, max(drainBuf, c.chunk))
+		})
+	}
 }
 
 // echoLoop echoes msgSize-byte messages on c until it fails.

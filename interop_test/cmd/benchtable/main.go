@@ -7,8 +7,12 @@
 // Each benchmark gets one row per metric it reports: MB/s when it sets
 // bytes, else ns/op, plus any custom metric (p50-ns, p99-ns, B/stream);
 // -all adds B/op and allocs/op. With -count above 1 the median of the
-// runs is shown. Lines that are not benchmark results are ignored, except
-// cpu:, goos: and goarch:, which are printed under the table.
+// runs is shown. Benchmarks without a sub-benchmark named by -ref (such
+// as ConnCeiling, which is raw TCP only) get a table of their own after
+// the main one, one per set of sub-benchmarks, with ratios to the first
+// sub-benchmark of the set. Lines that are not benchmark results are
+// ignored, except cpu:, goos: and goarch:, which are printed under the
+// tables.
 //
 // It imports only the standard library and is not imported by anything.
 package main
@@ -43,6 +47,7 @@ var resultLine = regexp.MustCompile(`^Benchmark([^\s/]+)/(\S+?)(?:-\d+)?\s+\d+\s
 type table struct {
 	benches []string                       // in order of appearance
 	subs    []string                       // in order of appearance
+	of      map[string][]string            // bench → its subs, in order of appearance
 	units   map[string][]string            // bench → units in order
 	values  map[[3]string][]float64        // bench, sub, unit → runs
 	seen    map[string]map[string]struct{} // bench → units
@@ -50,7 +55,7 @@ type table struct {
 }
 
 func parse(r io.Reader) (*table, error) {
-	t := &table{units: map[string][]string{}, values: map[[3]string][]float64{}, seen: map[string]map[string]struct{}{}}
+	t := &table{units: map[string][]string{}, of: map[string][]string{}, values: map[[3]string][]float64{}, seen: map[string]map[string]struct{}{}}
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
@@ -75,6 +80,9 @@ func parse(r io.Reader) (*table, error) {
 		}
 		if !slices.Contains(t.subs, sub) {
 			t.subs = append(t.subs, sub)
+		}
+		if !slices.Contains(t.of[bench], sub) {
+			t.of[bench] = append(t.of[bench], sub)
 		}
 		for i := 0; i < len(fields); i += 2 {
 			v, err := strconv.ParseFloat(fields[i], 64)
@@ -160,10 +168,50 @@ func render(r io.Reader, ref string, all bool) (string, error) {
 	if len(t.benches) == 0 {
 		return "", fmt.Errorf("no benchmark results with sub-benchmarks in the input")
 	}
-	subs := t.subs
-	if i := slices.Index(subs, ref); i > 0 {
-		subs = append([]string{ref}, slices.Delete(slices.Clone(subs), i, i+1)...)
+	// The main table: every benchmark with a ref sub-benchmark, with a
+	// column for each sub-benchmark any of them has. The others: one table
+	// per set of sub-benchmarks.
+	var main []string
+	var others [][]string // benchmarks sharing one set of subs, in order
+	for _, bench := range t.benches {
+		if slices.Contains(t.of[bench], ref) {
+			main = append(main, bench)
+			continue
+		}
+		i := slices.IndexFunc(others, func(g []string) bool { return slices.Equal(t.of[g[0]], t.of[bench]) })
+		if i < 0 {
+			others = append(others, []string{bench})
+		} else {
+			others[i] = append(others[i], bench)
+		}
 	}
+	var tables []string
+	if len(main) > 0 {
+		var subs []string
+		for _, s := range t.subs {
+			if slices.ContainsFunc(main, func(bench string) bool { return slices.Contains(t.of[bench], s) }) {
+				subs = append(subs, s)
+			}
+		}
+		if i := slices.Index(subs, ref); i > 0 {
+			subs = append([]string{ref}, slices.Delete(slices.Clone(subs), i, i+1)...)
+		}
+		tables = append(tables, t.render(main, subs, ref, all))
+	}
+	for _, g := range others {
+		subs := t.of[g[0]]
+		tables = append(tables, t.render(g, subs, subs[0], all))
+	}
+	out := strings.Join(tables, "\n")
+	if len(t.notes) > 0 {
+		out += "\n" + strings.Join(t.notes, "; ") + "\n"
+	}
+	return out, nil
+}
+
+// render is the markdown table of benches, one column per sub in subs,
+// with ratios to ref (which subs holds).
+func (t *table) render(benches, subs []string, ref string, all bool) string {
 	var b strings.Builder
 	b.WriteString("| benchmark | metric |")
 	for _, s := range subs {
@@ -178,7 +226,7 @@ func render(r io.Reader, ref string, all bool) (string, error) {
 		b.WriteString("---:|")
 	}
 	b.WriteString("\n")
-	for _, bench := range t.benches {
+	for _, bench := range benches {
 		for _, unit := range shown(t.units[bench], all) {
 			label, _ := display(unit, 0)
 			fmt.Fprintf(&b, "| %s | %s |", bench, label)
@@ -200,8 +248,5 @@ func render(r io.Reader, ref string, all bool) (string, error) {
 			b.WriteString("\n")
 		}
 	}
-	if len(t.notes) > 0 {
-		b.WriteString("\n" + strings.Join(t.notes, "; ") + "\n")
-	}
-	return b.String(), nil
+	return b.String()
 }

@@ -82,3 +82,33 @@ func TestRenderNoResults(t *testing.T) {
 		t.Error("no error for input without results")
 	}
 }
+
+// TestRenderOwnTable checks that a benchmark without the reference
+// sub-benchmark (ConnCeiling: raw TCP only) gets a table of its own,
+// with ratios to its first sub-benchmark, and leaves the main table's
+// columns alone.
+func TestRenderOwnTable(t *testing.T) {
+	in := `BenchmarkBulk64/tcp-2                       100   1000 ns/op   4000.00 MB/s
+BenchmarkBulk64/braid-2                     100   2000 ns/op   3000.00 MB/s
+BenchmarkConnCeiling/64conns-128KiB-2       100   1000 ns/op   5000.00 MB/s
+BenchmarkConnCeiling/1conn-512KiB-2         100   1000 ns/op   4000.00 MB/s
+cpu: Test CPU
+`
+	got, err := render(strings.NewReader(in), "tcp", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `| benchmark | metric | tcp | braid (÷ tcp) |
+|---|---|---:|---:|
+| Bulk64 | MB/s | 4000 | 3000 (0.75×) |
+
+| benchmark | metric | 64conns-128KiB | 1conn-512KiB (÷ 64conns-128KiB) |
+|---|---|---:|---:|
+| ConnCeiling | MB/s | 5000 | 4000 (0.80×) |
+
+cpu: Test CPU
+`
+	if got != want {
+		t.Errorf("got:\n%s\nwant:\n%s", got, want)
+	}
+}
