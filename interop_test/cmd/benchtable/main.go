@@ -171,11 +171,11 @@ func render(r io.Reader, ref string, all bool) (string, error) {
 	// The main table: every benchmark with a ref sub-benchmark, with a
 	// column for each sub-benchmark any of them has. The others: one table
 	// per set of sub-benchmarks.
-	var main []string
+	var withRef []string
 	var others [][]string // benchmarks sharing one set of subs, in order
 	for _, bench := range t.benches {
 		if slices.Contains(t.of[bench], ref) {
-			main = append(main, bench)
+			withRef = append(withRef, bench)
 			continue
 		}
 		i := slices.IndexFunc(others, func(g []string) bool { return slices.Equal(t.of[g[0]], t.of[bench]) })
@@ -186,17 +186,17 @@ func render(r io.Reader, ref string, all bool) (string, error) {
 		}
 	}
 	var tables []string
-	if len(main) > 0 {
+	if len(withRef) > 0 {
 		var subs []string
 		for _, s := range t.subs {
-			if slices.ContainsFunc(main, func(bench string) bool { return slices.Contains(t.of[bench], s) }) {
+			if slices.ContainsFunc(withRef, func(bench string) bool { return slices.Contains(t.of[bench], s) }) {
 				subs = append(subs, s)
 			}
 		}
 		if i := slices.Index(subs, ref); i > 0 {
 			subs = append([]string{ref}, slices.Delete(slices.Clone(subs), i, i+1)...)
 		}
-		tables = append(tables, t.render(main, subs, ref, all))
+		tables = append(tables, t.render(withRef, subs, ref, all))
 	}
 	for _, g := range others {
 		subs := t.of[g[0]]
